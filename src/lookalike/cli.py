@@ -1,0 +1,208 @@
+"""The `lookalike` command: one small function per verb; the work happens in the library (lookalike.api)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lookalike.errors import LookalikeError
+
+app = typer.Typer(
+    help="Find similar images: index a folder, then search by image or text, compare, and more.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="The index: a .db file or a folder holding index.db. "
+                 "Default: PHOTOS_DIR/.lookalike, found from the current folder upwards like .git."),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="clip (default), siglip, dinov2, dinov2-mean, efficientnet-lite0 (offline), "
+                 "phash, dhash, a Hugging Face id or a local checkpoint folder."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for several queries).")]
+
+
+def main() -> None:
+    try:
+        app()
+    except LookalikeError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        errors.print("interrupted: everything committed so far is kept; run the command again to finish")
+        sys.exit(130)
+
+
+@app.command()
+def index(
+    photos_dir: Annotated[Path, typer.Argument(help="Folder of images, scanned recursively.")],
+    model: ModelOption = None,
+    db: DbOption = None,
+    reindex: Annotated[bool, typer.Option(help="Forget all vectors and embed everything with --model.")] = False,
+    include_hidden: Annotated[bool, typer.Option(help="Also index hidden files and folders.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 32,
+    as_json: JsonOption = False,
+) -> None:
+    """Index a folder (again): only new or changed files are embedded; moved files keep their vectors."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from lookalike.api import Index
+
+    if not photos_dir.is_dir():
+        raise LookalikeError(f"{photos_dir} is not a folder")
+    with Index.open(photos_dir, db=db, model=model, reindex=reindex) as idx:
+        columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=errors, transient=True, disable=as_json) as bar:
+            task = bar.add_task("embed", total=None, rate="")
+
+            def progress(done: int, total: int) -> None:
+                speed = bar.tasks[0].speed
+                bar.update(task, completed=done, total=total, rate=f"{speed:.1f} files/s" if speed else "")
+
+            report = idx.update(progress=progress, include_hidden=include_hidden, batch_size=batch_size)
+        info = idx.info()
+    if as_json:
+        console.print_json(json.dumps({"index": str(info.db), "model": info.model, "images": info.images,
+                                       **report.as_dict()}))
+        return
+    console.print(
+        f"[bold]{info.images}[/] images indexed with [cyan]{info.model}[/] in {info.db}\n"
+        f"added {report.added}, updated {report.updated}, moved {report.moved}, reused {report.reused}, "
+        f"removed {report.removed}, unchanged {report.unchanged}, skipped {len(report.skipped)}",
+        highlight=False,
+    )
+    for path, reason in report.skipped:
+        console.print(f"  [yellow]skipped[/] {path}: {reason}", highlight=False)
+
+
+@app.command()
+def search(
+    queries: Annotated[list[str] | None, typer.Argument(
+        help="Image paths, http(s) URLs, or query expressions like '2:golden retriever + pool.jpg - fruit'. "
+        "Each is searched separately.")] = None,
+    text: Annotated[list[str] | None, typer.Option(
+        "--text", "-t", help="Text term, repeatable; '-night' subtracts, '2:sunset' weighs. Added to every query, "
+        "or searched on its own when no QUERY is given.")] = None,
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many results per query.")] = 10,
+    min_score: Annotated[float | None, typer.Option(help="Drop results below this cosine similarity.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the index by image and/or text. Scores are cosine similarities (higher = more similar).
+
+    JSON output: one line per query, {"query", "method", "results": [{"path", "relative_path", "score",
+    "percent", "id"}]}; `path` is absolute, `relative_path` is relative to the indexed folder.
+    """
+    from lookalike.api import Index
+    from lookalike.search import Query, make_query, parse_query
+
+    text_query = make_query(text=text) if text else Query()
+    parsed = [parse_query(q) + text_query for q in queries or []] or ([text_query] if text else [])
+    if not parsed:
+        raise LookalikeError("give an image, a URL or a --text to search for (see `lookalike search --help`)")
+    with Index.open(db=db, create=False) as idx:
+        results = idx.search_many(parsed, k=top, min_score=min_score)
+    for result in results:
+        if as_json:
+            print(json.dumps(result.as_dict(), ensure_ascii=False))
+            continue
+        table = Table(title=f"{result.query}", title_justify="left", show_edge=False)
+        table.add_column("#", justify="right", style="dim")
+        table.add_column("cosine", justify="right")
+        table.add_column("match %", justify="right")
+        table.add_column("path", overflow="fold")
+        for rank, match in enumerate(result.matches, 1):
+            table.add_row(str(rank), f"{match.score:.4f}", f"{match.percent:.1f}%", match.relative_path)
+        console.print(table)
+        if not result.matches:
+            console.print("  (no results)")
+
+
+@app.command()
+def compare(
+    image_a: Annotated[str, typer.Argument(help="First image (path or URL).")],
+    image_b: Annotated[str, typer.Argument(help="Second image (path or URL).")],
+    model: ModelOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Similarity of two images, beside what file MD5, pixel MD5 and perceptual hashes say."""
+    from lookalike.api import compare as compare_images
+    from lookalike.api import find_index
+    from lookalike.models.registry import DEFAULT_MODEL
+
+    if model is None:  # inside an indexed folder, compare with the index's model
+        from lookalike.api import Index
+
+        db_file = db or find_index()
+        if db_file is not None:
+            with Index.open(db=db_file, create=False) as idx:
+                model = idx.model_id
+    result = compare_images(image_a, image_b, model=model or DEFAULT_MODEL)
+    if as_json:
+        print(json.dumps(result.as_dict()))
+        return
+    table = Table(show_header=True, show_edge=False, title=f"{image_a}  vs  {image_b}", title_justify="left")
+    table.add_column("method")
+    table.add_column("answer", justify="right")
+    table.add_column("verdict")
+
+    def same(flag: bool | None) -> str:
+        return "n/a" if flag is None else ("[green]identical[/]" if flag else "[red]different[/]")
+
+    table.add_row(f"embedding ({result.model})", f"cos {result.cosine:.4f} = {result.percent:.1f}%",
+                  "[green]same image[/]" if result.cosine >= 0.9 else "similar" if result.cosine >= 0.7 else "different")
+    table.add_row("file MD5", "", same(result.file_md5_equal))
+    table.add_row("pixel MD5 (decoded)", "", same(result.pixel_md5_equal))
+    table.add_row("perceptual hash (pHash)", f"{result.phash_distance}/64 bits differ",
+                  "[green]near-duplicate[/]" if result.phash_distance <= 10 else "[red]different[/]")
+    table.add_row("difference hash (dHash)", f"{result.dhash_distance}/64 bits differ",
+                  "[green]near-duplicate[/]" if result.dhash_distance <= 10 else "[red]different[/]")
+    console.print(table)
+    console.print(f"sizes: {result.sizes[0][0]}x{result.sizes[0][1]} and {result.sizes[1][0]}x{result.sizes[1][1]}",
+                  highlight=False)
+
+
+@app.command()
+def info(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show the index: folder, model, dimension, counts, size on disk, last update."""
+    import datetime
+
+    from lookalike.api import Index
+
+    with Index.open(db=db, create=False) as idx:
+        details = idx.info()
+    if as_json:
+        print(json.dumps(details.as_dict()))
+        return
+
+    def when(stamp: float | None) -> str:
+        return datetime.datetime.fromtimestamp(stamp).isoformat(" ", "seconds") if stamp else "never"
+
+    table = Table(show_header=False, show_edge=False)
+    for key, value in [
+        ("folder", details.root), ("index", details.db), ("model", details.model), ("dimension", details.dim),
+        ("images", details.images), ("skipped files", details.skipped),
+        ("size on disk", f"{details.size_bytes / 1e6:.2f} MB"),
+        ("created", when(details.created_at)), ("last update", when(details.updated_at)),
+    ]:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

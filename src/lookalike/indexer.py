@@ -1,0 +1,198 @@
+"""The incremental indexing pipeline: scan → diff against the catalog → decode in threads → embed in batches.
+
+Only new or changed files are embedded. A changed (mtime, size) is confirmed by a content hash, so a
+touched file keeps its vector and a moved, renamed or copied file reuses the vector it already has.
+Each batch is committed on its own: killing the run loses at most one batch, and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lookalike.errors import ImageError
+from lookalike.images import ScannedFile, file_digest, load_image, scan
+from lookalike.models.base import Embedder
+from lookalike.store.catalog import Catalog, NewImage
+
+ProgressCallback = Callable[[int, int], None]  # (done, total) of the files that need work
+
+
+@dataclass
+class UpdateReport:
+    added: int = 0  # embedded for the first time
+    updated: int = 0  # same path, new content, re-embedded
+    moved: int = 0  # same content at a new path: vector reused
+    reused: int = 0  # a copy of an already indexed file: vector reused
+    removed: int = 0  # gone from the folder
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    embedded: int = 0  # how many images went through the model in this run
+
+    def as_dict(self) -> dict:
+        return {
+            "added": self.added, "updated": self.updated, "moved": self.moved, "reused": self.reused,
+            "removed": self.removed, "unchanged": self.unchanged, "embedded": self.embedded,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
+
+@dataclass
+class _Prepared:
+    file: ScannedFile
+    content_hash: str
+    array: np.ndarray | None = None
+    size: tuple[int, int] = (0, 0)
+    error: str | None = None
+
+
+def default_workers() -> int:
+    return min(8, (os.cpu_count() or 2) + 2)
+
+
+def update_index(
+    catalog: Catalog,
+    root: str | os.PathLike,
+    embedder: Embedder,
+    batch_size: int = 32,
+    include_hidden: bool = False,
+    progress: ProgressCallback | None = None,
+    workers: int | None = None,
+) -> UpdateReport:
+    report = UpdateReport()
+    scanned = scan(root, include_hidden=include_hidden)
+    report.skipped.extend(scanned.problems)
+    known = catalog.rows()
+    skipped_before = catalog.skipped()
+    present = {f.relpath for f in scanned.files}
+    unreadable = {path for path, _ in scanned.problems}
+
+    candidates: list[ScannedFile] = []
+    for file in scanned.files:
+        row = known.get(file.relpath)
+        if row and (row.size, row.mtime_ns) == (file.size, file.mtime_ns):
+            report.unchanged += 1
+        elif (previous := skipped_before.get(file.relpath)) and previous[:2] == (file.size, file.mtime_ns):
+            report.skipped.append((file.relpath, previous[2]))  # unchanged since it failed: don't retry
+        else:
+            candidates.append(file)
+    gone = {path: row for path, row in known.items() if path not in present and path not in unreadable}
+
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        hashes = dict(zip(candidates, pool.map(_digest_or_reason, candidates), strict=True))
+        to_embed = _apply_cheap_changes(catalog, known, gone, candidates, hashes, report)
+        total = len(to_embed)
+        if progress:
+            progress(0, total)
+        done = 0
+        prepared = _bounded_map(pool, lambda f: _prepare(f, hashes[f], embedder), to_embed, window=4 * batch_size)
+        for batch in _batches(prepared, batch_size):
+            _commit_batch(catalog, embedder, batch, known, report)
+            done += len(batch)
+            if progress:
+                progress(done, total)
+
+    if gone:
+        with catalog.transaction() as conn:
+            catalog.delete(conn, gone)
+            catalog.bump(conn)
+        report.removed = len(gone)
+    vanished_skips = [p for p in skipped_before if p not in present]
+    if vanished_skips:
+        with catalog.transaction() as conn:
+            catalog.forget_skipped(conn, vanished_skips)
+    return report
+
+
+def _digest_or_reason(file: ScannedFile) -> str:
+    try:
+        return file_digest(file.path)
+    except OSError as exc:
+        return "!" + ("permission denied" if isinstance(exc, PermissionError) else str(exc.strerror or exc))
+
+
+def _apply_cheap_changes(catalog, known, gone, candidates, hashes, report) -> list[ScannedFile]:
+    """Touches, moves and copies need no model: apply them in one transaction, return what needs embedding."""
+    gone_by_hash = {}
+    for row in gone.values():
+        gone_by_hash.setdefault(row.content_hash, []).append(row)
+    known_by_hash = {row.content_hash: row for row in known.values()}
+    to_embed = []
+    with catalog.transaction() as conn:
+        for file in candidates:
+            digest = hashes[file]
+            row = known.get(file.relpath)
+            if digest.startswith("!"):
+                report.skipped.append((file.relpath, digest[1:]))
+            elif row and row.content_hash == digest:
+                catalog.touch(conn, row.id, file.size, file.mtime_ns)
+                report.unchanged += 1
+            elif not row and gone_by_hash.get(digest):
+                source = gone_by_hash[digest].pop()
+                del gone[source.path]
+                catalog.move(conn, source.id, file.relpath, file.size, file.mtime_ns)
+                report.moved += 1
+            elif not row and digest in known_by_hash:
+                catalog.copy_row(conn, known_by_hash[digest].id, file.relpath, file.size, file.mtime_ns)
+                report.reused += 1
+            else:
+                to_embed.append(file)
+        catalog.bump(conn)
+    return to_embed
+
+
+def _prepare(file: ScannedFile, content_hash: str, embedder: Embedder) -> _Prepared:
+    try:
+        image = load_image(file.path, draft_size=embedder.draft_size)
+        return _Prepared(file, content_hash, embedder.prepare(image), image.info["original_size"])
+    except ImageError as exc:
+        return _Prepared(file, content_hash, error=str(exc))
+    except Exception as exc:  # a decoder bug on one odd file must not end the run
+        return _Prepared(file, content_hash, error=f"could not decode: {type(exc).__name__}: {exc}")
+
+
+def _bounded_map(pool: ThreadPoolExecutor, function, items: list, window: int) -> Iterator:
+    """Like pool.map, in order, but with at most `window` results in flight: memory stays flat at 1M images."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _batches(items: Iterator[_Prepared], size: int) -> Iterator[list[_Prepared]]:
+    batch: list[_Prepared] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _commit_batch(catalog, embedder, batch: list[_Prepared], known, report: UpdateReport) -> None:
+    good = [item for item in batch if item.error is None]
+    vectors = embedder.embed_prepared(np.stack([item.array for item in good])) if good else []
+    report.embedded += len(good)
+    with catalog.transaction() as conn:
+        for item, vector in zip(good, vectors, strict=True):
+            file = item.file
+            catalog.insert(conn, NewImage(file.relpath, file.size, file.mtime_ns, item.content_hash,
+                                          item.size[0], item.size[1], vector))
+            if file.relpath in known:
+                report.updated += 1
+            else:
+                report.added += 1
+        for item in batch:
+            if item.error is not None:
+                catalog.record_skipped(conn, item.file.relpath, item.file.size, item.file.mtime_ns, item.error)
+                report.skipped.append((item.file.relpath, item.error))
+        catalog.bump(conn)

@@ -1,0 +1,123 @@
+"""The Embedder protocol and the shared image preprocessing of the neural models."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from lookalike.errors import ModalityError
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns images (and, for text-capable models, texts) into L2-normalised float32 vectors.
+
+    `prepare` runs in the decode thread pool (one image → model input array); `embed_prepared` runs the
+    model on a stacked batch. Splitting the two keeps the model busy while threads decode the next batch.
+    """
+
+    id: str  # stored in the index; opening an index with an embedder of another id is refused
+    dim: int
+    modalities: frozenset[str]  # {"image"} or {"image", "text"}
+    draft_size: int | None  # the JPEG decoder may shrink to this size before `prepare`
+
+    def preprocessing(self) -> dict: ...
+
+    def prepare(self, image: Image.Image) -> np.ndarray: ...
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray: ...
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray: ...
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shortest edge, centre-crop, scale to [0, 1], normalise: what CLIP, DINOv2 and ImageNet CNNs want."""
+
+    shortest_edge: int
+    crop: tuple[int, int]  # (height, width)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resample: int = Image.Resampling.BICUBIC
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        width, height = image.size
+        scale = self.shortest_edge / min(width, height)
+        new_size = (max(self.crop[1], round(width * scale)), max(self.crop[0], round(height * scale)))
+        # reducing_gap: a cheap box pre-shrink for big photos, then the proper filter; visually identical.
+        image = image.resize(new_size, self.resample, reducing_gap=3.0)
+        left = (new_size[0] - self.crop[1]) // 2
+        top = (new_size[1] - self.crop[0]) // 2
+        image = image.crop((left, top, left + self.crop[1], top + self.crop[0]))
+        array = np.asarray(image, dtype=np.float32) * (1 / 255)
+        array = (array - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+class PreparedImageEmbedder:
+    """Shared plumbing: `embed_images` via `prepare` + `embed_prepared`, and a clear error for text."""
+
+    id: str
+    dim: int
+    modalities: frozenset[str] = frozenset({"image"})
+    draft_size: int | None = None
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def preprocessing(self) -> dict:
+        return {}
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.embed_prepared(np.stack([self.prepare(image) for image in images]))
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        raise ModalityError(
+            f"model {self.id} embeds images only, so it cannot search by text. "
+            "Index with a text-capable model such as --model clip (or siglip) to search by text."
+        )
+
+
+class TorchImageEmbedder(PreparedImageEmbedder):
+    """A PyTorch image tower behind `Preprocess`; subclasses provide `_image_features(pixel_values)`."""
+
+    preprocess: Preprocess
+
+    def preprocessing(self) -> dict:
+        return self.preprocess.describe()
+
+    @property
+    def draft_size(self) -> int:  # type: ignore[override]
+        return self.preprocess.shortest_edge
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        return self.preprocess(image)
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            features = self._image_features(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+        return l2_normalize(features.float().numpy())
+
+    def _image_features(self, pixel_values):  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,225 @@
+"""The catalog: one SQLite file (WAL) holding every indexed image, its vector, and the index's settings.
+
+Vectors live in the same rows as their paths, written in the same transactions, so a crash at any moment
+leaves a catalog where every row is complete; the FAISS structure is a cache rebuilt from it when stale.
+Readers never block the writer (WAL) and wait instead of failing while a checkpoint runs (busy_timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.errors import IndexUnusableError
+
+SCHEMA_VERSION = 1
+VECTOR_DTYPE = np.float16  # half the disk and RAM of float32; cosine error ~1e-3, ranking unaffected in practice
+
+# Each entry upgrades the schema from version N-1 to N; append, never edit, so old indexes keep opening.
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,          -- POSIX path relative to the indexed folder
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,         -- recognises moved/renamed/copied files
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        vector BLOB NOT NULL,               -- float16, L2-normalised
+        indexed_at REAL NOT NULL
+    );
+    CREATE INDEX images_by_hash ON images (content_hash);
+    CREATE TABLE skipped (                  -- files that could not be read, with the reason; retried once changed
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );
+    """,
+}
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit halfway, breaking atomicity)."""
+    without_comments = re.sub(r"--[^\n]*", "", script)
+    return [statement.strip() for statement in without_comments.split(";") if statement.strip()]
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class NewImage:
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    width: int
+    height: int
+    vector: np.ndarray
+
+
+class Catalog:
+    def __init__(self, db_file: str | Path, readonly: bool = False) -> None:
+        self.db_file = Path(db_file)
+        if readonly and not self.db_file.exists():
+            raise IndexUnusableError(f"no index at {self.db_file}")
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.db_file, timeout=60, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout = 60000")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- schema ------------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise IndexUnusableError(
+                f"{self.db_file} was written by a newer lookalike (schema {version} > {SCHEMA_VERSION}): "
+                "upgrade lookalike"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction() as conn:
+                for statement in _statements(MIGRATIONS[target]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: committed entirely or not at all, even under kill -9."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- settings ----------------------------------------------------------------------------------
+    def get_meta(self, key: str, default=None):
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, conn: sqlite3.Connection, **values) -> None:
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [(key, json.dumps(value)) for key, value in values.items()],
+        )
+
+    def generation(self) -> int:
+        """Bumped by every write, so caches derived from the catalog know when they are stale."""
+        return int(self.get_meta("generation", 0))
+
+    def bump(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('generation', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+        self.set_meta(conn, updated_at=time.time())
+
+    # -- images ------------------------------------------------------------------------------------
+    def rows(self) -> dict[str, ImageRow]:
+        cursor = self.conn.execute("SELECT id, path, size, mtime_ns, content_hash, width, height FROM images")
+        return {row[1]: ImageRow(*row) for row in cursor}
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+    def paths_for(self, ids: Iterable[int]) -> dict[int, str]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return dict(self.conn.execute(f"SELECT id, path FROM images WHERE id IN ({marks})", ids).fetchall())
+
+    def vector_of(self, image_id: int) -> np.ndarray:
+        row = self.conn.execute("SELECT vector FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise IndexUnusableError(f"no image with id {image_id} in the index")
+        return np.frombuffer(row[0], VECTOR_DTYPE).astype(np.float32)
+
+    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(ids, float16 matrix, generation) of every image in id order, read in one consistent snapshot."""
+        self.conn.execute("BEGIN")
+        try:
+            ids, blobs = [], []
+            for image_id, blob in self.conn.execute("SELECT id, vector FROM images ORDER BY id"):
+                ids.append(image_id)
+                blobs.append(blob)
+            generation = self.generation()
+        finally:
+            self.conn.execute("COMMIT")
+        matrix = np.frombuffer(b"".join(blobs), VECTOR_DTYPE).reshape(len(ids), dim)
+        return np.asarray(ids, dtype=np.int64), matrix, generation
+
+    def insert(self, conn: sqlite3.Connection, image: NewImage) -> None:
+        conn.execute(
+            "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, vector, indexed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
+            "mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, width = excluded.width, "
+            "height = excluded.height, vector = excluded.vector, indexed_at = excluded.indexed_at",
+            (image.path, image.size, image.mtime_ns, image.content_hash, image.width, image.height,
+             np.asarray(image.vector, VECTOR_DTYPE).tobytes(), time.time()),
+        )
+        conn.execute("DELETE FROM skipped WHERE path = ?", (image.path,))
+
+    def copy_row(self, conn: sqlite3.Connection, source_id: int, path: str, size: int, mtime_ns: int) -> None:
+        """A file whose content is already indexed under another path: reuse that vector."""
+        conn.execute(
+            "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, vector, indexed_at) "
+            "SELECT ?, ?, ?, content_hash, width, height, vector, ? FROM images WHERE id = ? "
+            "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+            "content_hash = excluded.content_hash, vector = excluded.vector, indexed_at = excluded.indexed_at",
+            (path, size, mtime_ns, time.time(), source_id),
+        )
+        conn.execute("DELETE FROM skipped WHERE path = ?", (path,))
+
+    def move(self, conn: sqlite3.Connection, image_id: int, path: str, size: int, mtime_ns: int) -> None:
+        conn.execute(
+            "UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE id = ?", (path, size, mtime_ns, image_id)
+        )
+        conn.execute("DELETE FROM skipped WHERE path = ?", (path,))
+
+    def touch(self, conn: sqlite3.Connection, image_id: int, size: int, mtime_ns: int) -> None:
+        conn.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, image_id))
+
+    def delete(self, conn: sqlite3.Connection, paths: Iterable[str]) -> None:
+        conn.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in paths])
+
+    # -- skipped files -----------------------------------------------------------------------------
+    def skipped(self) -> dict[str, tuple[int, int, str]]:
+        return {p: (s, m, r) for p, s, m, r in self.conn.execute("SELECT path, size, mtime_ns, reason FROM skipped")}
+
+    def record_skipped(self, conn: sqlite3.Connection, path: str, size: int, mtime_ns: int, reason: str) -> None:
+        conn.execute(
+            "INSERT INTO skipped (path, size, mtime_ns, reason) VALUES (?, ?, ?, ?) ON CONFLICT (path) DO UPDATE "
+            "SET size = excluded.size, mtime_ns = excluded.mtime_ns, reason = excluded.reason",
+            (path, size, mtime_ns, reason),
+        )
+        conn.execute("DELETE FROM images WHERE path = ?", (path,))
+
+    def forget_skipped(self, conn: sqlite3.Connection, paths: Iterable[str]) -> None:
+        conn.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])
