@@ -126,8 +126,10 @@ class HuggingFaceEmbedder(TorchImageEmbedder):
             if self._vision is None:
                 import transformers
 
-                cls = transformers.CLIPVisionModelWithProjection if self.family == "clip" else transformers.AutoModel
-                self._vision = _from_pretrained(cls, self.source).eval()
+                if self.family == "clip":
+                    self._vision = self._clip_tower(transformers.CLIPVisionModelWithProjection, "vision_config")
+                else:
+                    self._vision = _from_pretrained(transformers.AutoModel, self.source).eval()
             return self._vision
 
     def _text_tower(self):
@@ -135,10 +137,21 @@ class HuggingFaceEmbedder(TorchImageEmbedder):
             if self._text is None:
                 import transformers
 
-                cls = transformers.CLIPTextModelWithProjection if self.family == "clip" else transformers.AutoModel
                 self._tokenizer = _from_pretrained(transformers.AutoTokenizer, self.source)
-                self._text = _from_pretrained(cls, self.source).eval()
+                if self.family == "clip":
+                    self._text = self._clip_tower(transformers.CLIPTextModelWithProjection, "text_config")
+                else:
+                    self._text = _from_pretrained(transformers.AutoModel, self.source).eval()
             return self._text, self._tokenizer
+
+    def _clip_tower(self, cls, part: str):
+        """One CLIP tower from a full checkpoint; the tower's config must carry the shared projection size."""
+        from transformers import AutoConfig
+
+        full = _from_pretrained(AutoConfig, self.source)
+        config = getattr(full, part)
+        config.projection_dim = full.projection_dim
+        return _from_pretrained(cls, self.source, config=config).eval()
 
     def _image_features(self, pixel_values):
         model = self._vision_tower()

@@ -1,0 +1,146 @@
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.errors import ImageError
+from lookalike.images import file_digest, load_image, open_query_image, scan
+
+
+def _png(path, color=(200, 10, 10), size=(40, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def test_scan_is_recursive_and_skips_hidden_junk_and_non_images(tmp_path):
+    _png(tmp_path / "b.png")
+    _png(tmp_path / "a" / "deep" / "c.JPG".lower())
+    _png(tmp_path / "ünïcode folder" / "photo with spaces.png")
+    _png(tmp_path / ".hidden" / "x.png")
+    _png(tmp_path / ".secret.png")
+    _png(tmp_path / "@eaDir" / "thumb.png")
+    _png(tmp_path / "node_modules" / "icon.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    result = scan(tmp_path)
+    assert sorted(f.relpath for f in result.files) == ["a/deep/c.jpg", "b.png", "ünïcode folder/photo with spaces.png"]
+    assert result.problems == []
+    assert {f.relpath for f in scan(tmp_path, include_hidden=True).files} >= {".hidden/x.png", ".secret.png"}
+
+
+def test_scan_survives_symlink_loops_and_reports_broken_links(tmp_path):
+    _png(tmp_path / "sub" / "a.png")
+    os.symlink(tmp_path, tmp_path / "sub" / "loop")
+    os.symlink(tmp_path / "missing.png", tmp_path / "broken.png")
+    result = scan(tmp_path)
+    assert [f.relpath for f in result.files] == ["sub/a.png"]
+    assert result.problems == [("broken.png", "broken symlink")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
+def test_scan_reports_unreadable_folder(tmp_path):
+    locked = tmp_path / "locked"
+    _png(locked / "a.png")
+    locked.chmod(0)
+    try:
+        assert scan(tmp_path).problems == [("locked", "permission denied")]
+    finally:
+        locked.chmod(0o755)
+
+
+def test_file_digest_depends_on_bytes_only(tmp_path):
+    a = _png(tmp_path / "a.png")
+    b = tmp_path / "b.png"
+    b.write_bytes(a.read_bytes())
+    assert file_digest(a) == file_digest(b)
+    _png(b, color=(0, 0, 0))
+    assert file_digest(a) != file_digest(b)
+
+
+def test_exif_orientation_is_applied_and_original_size_reported(tmp_path):
+    image = Image.new("RGB", (60, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 10, 20))  # blue strip on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif, quality=95)
+    loaded = load_image(path)
+    assert loaded.size == (20, 60)
+    assert loaded.info["original_size"] == (20, 60)
+    top = np.asarray(loaded)[2, 10]
+    assert top[2] > 200 and top[0] < 80  # the blue strip is now on top
+
+
+def test_alpha_is_composited_on_white_and_palette_and_16bit_work(tmp_path):
+    rgba = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
+    rgba.save(tmp_path / "clear.png")
+    assert load_image(tmp_path / "clear.png").getpixel((5, 5)) == (255, 255, 255)
+    Image.new("P", (10, 10), 3).save(tmp_path / "palette.gif")
+    assert load_image(tmp_path / "palette.gif").mode == "RGB"
+    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(tmp_path / "deep.png")
+    assert load_image(tmp_path / "deep.png").getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_animated_gif_gives_first_frame(tmp_path):
+    frames = [Image.new("RGB", (10, 10), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    r, g, _ = load_image(tmp_path / "anim.gif").getpixel((5, 5))
+    assert r > 200 and g < 50
+
+
+def test_heic_round_trip(tmp_path, photos):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    photos["chelsea"].save(tmp_path / "cat.heic", quality=90)
+    loaded = load_image(tmp_path / "cat.heic")
+    assert loaded.size == photos["chelsea"].size
+    diff = np.abs(np.asarray(loaded, np.int16) - np.asarray(photos["chelsea"], np.int16)).mean()
+    assert diff < 10
+
+
+def test_jpeg_draft_mode_decodes_large_photos_smaller_but_not_below_request(tmp_path, photos):
+    big = photos["hubble_deep_field"].resize((3000, 2600))
+    big.save(tmp_path / "big.jpg", quality=90)
+    drafted = load_image(tmp_path / "big.jpg", draft_size=224)
+    assert min(drafted.size) >= 224 and drafted.width < 3000
+    assert drafted.info["original_size"] == (3000, 2600)
+    assert load_image(tmp_path / "big.jpg").size == (3000, 2600)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty file"),
+        (b"this is a text file pretending to be a jpeg", "not an image"),
+    ],
+)
+def test_bad_files_raise_readable_reasons(tmp_path, content, reason):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=reason):
+        load_image(path)
+
+
+def test_truncated_jpeg_is_reported(tmp_path, photos):
+    buffer = io.BytesIO()
+    photos["coffee"].save(buffer, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageError, match="truncated"):
+        load_image(tmp_path / "cut.jpg")
+
+
+def test_missing_file_and_pixel_limit(tmp_path):
+    with pytest.raises(ImageError, match="file not found"):
+        load_image(tmp_path / "nope.png")
+    _png(tmp_path / "wide.png", size=(4000, 3000))
+    with pytest.raises(ImageError, match="too large"):
+        load_image(tmp_path / "wide.png", pixel_limit=10_000_000)
+
+
+def test_open_query_image_accepts_bytes_and_pil(photos):
+    buffer = io.BytesIO()
+    photos["rocket"].save(buffer, "PNG")
+    assert open_query_image(buffer.getvalue()).size == photos["rocket"].size
+    assert open_query_image(photos["rocket"].convert("L")).mode == "RGB"

@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.errors import ModalityError
+from lookalike.models.base import Preprocess, PreparedImageEmbedder, l2_normalize
+
+
+def test_l2_normalize_gives_unit_rows_and_survives_zero():
+    out = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], [0.6, 0.8], rtol=1e-6)
+    assert np.all(np.isfinite(out[1]))
+
+
+def test_preprocess_resizes_shortest_edge_crops_centre_and_normalises():
+    image = Image.new("RGB", (400, 200), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 100, 200))  # left quarter blue: cropped away by the centre crop
+    spec = Preprocess(shortest_edge=32, crop=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    array = spec(image)
+    assert array.shape == (3, 32, 32) and array.dtype == np.float32
+    np.testing.assert_allclose(array[:, 16, 16], [1.0, -1.0, -1.0], atol=0.02)
+    assert spec.describe()["crop"] == (32, 32)
+
+
+def test_image_only_embedder_refuses_text_with_a_remedy():
+    class ImageOnly(PreparedImageEmbedder):
+        id, dim = "image-only", 4
+
+    with pytest.raises(ModalityError, match="--model clip"):
+        ImageOnly().embed_texts(["a cat"])
+    assert ImageOnly().embed_images([]).shape == (0, 4)
