@@ -124,12 +124,17 @@ class Index:
             raise IndexUnusableError(f"no index at {db_file}: run `lookalike index PHOTOS_DIR` first")
         if not exists and folder is None:
             raise IndexUnusableError(f"no index at {db_file}: name the folder to index")
+        if not exists and not Path(folder).expanduser().is_dir():
+            raise IndexUnusableError(f"{folder} is not a folder")
+        # Load the model before writing anything, so a model that can't load leaves no empty index behind.
+        new_embedder = None if exists else load_embedder(model or DEFAULT_MODEL)
         catalog = Catalog(db_file)
         stored_root = catalog.get_meta("root")
         if stored_root is None:
             if folder is None:
                 raise IndexUnusableError(f"{db_file} is not a lookalike index (no folder recorded)")
-            return cls._create(db_file, Path(folder).expanduser().resolve(), catalog, model)
+            embedder = new_embedder or load_embedder(model or DEFAULT_MODEL)
+            return cls._create(db_file, Path(folder).expanduser().resolve(), catalog, embedder)
         root = (db_file.parent / stored_root).resolve()
         if folder is not None and Path(folder).expanduser().resolve() != root:
             raise IndexUnusableError(
@@ -148,10 +153,7 @@ class Index:
         return index
 
     @classmethod
-    def _create(cls, db_file: Path, root: Path, catalog: Catalog, model: str | None) -> Index:
-        if not root.is_dir():
-            raise IndexUnusableError(f"{root} is not a folder")
-        embedder = load_embedder(model or DEFAULT_MODEL)
+    def _create(cls, db_file: Path, root: Path, catalog: Catalog, embedder: Embedder) -> Index:
         # Stored relative to the index so a folder moved together with its .lookalike keeps working.
         stored_root = os.path.relpath(root, db_file.parent)
         with catalog.transaction() as conn:

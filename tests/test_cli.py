@@ -1,0 +1,220 @@
+"""End-to-end: the real `lookalike` command on fixture folders, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.api import Index
+
+LOOKALIKE = [sys.executable, "-m", "lookalike.cli"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160", "NO_COLOR": "1"}
+
+
+def run(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*LOOKALIKE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=ENV,
+                            timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"lookalike {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def indexed(sample_folder):
+    run("index", sample_folder, "--model", "efficientnet-lite0")
+    return sample_folder
+
+
+def test_index_search_json_finds_the_original_of_an_edited_query(indexed, tmp_path, photos):
+    query = tmp_path / "query cat.jpg"
+    photos["chelsea"].resize((200, 133)).save(query, quality=50)
+    out = run("search", query, "--top", "6", "--json", "--db", indexed / ".lookalike")
+    [result] = json_lines(out.stdout)
+    assert result["query"] == str(query)
+    paths = [r["relative_path"] for r in result["results"]]
+    assert len(paths) == 6 and all("chelsea" in p for p in paths)
+    first = result["results"][0]
+    assert Path(first["path"]).is_file() and first["path"].startswith(str(indexed))
+    assert 0.8 < first["score"] <= 1.0 and first["percent"] == pytest.approx((first["score"] + 1) * 50, abs=0.01)
+
+
+def test_several_queries_give_one_json_line_each_and_a_table_otherwise(indexed):
+    out = run("search", indexed / "rocket.png", indexed / "moon.png", "-k", "2", "--json", cwd=indexed)
+    lines = json_lines(out.stdout)
+    assert [line["results"][0]["relative_path"] for line in lines] == ["rocket.png", "moon.png"]
+    assert lines[0]["results"][0]["score"] == pytest.approx(1.0, abs=2e-3)
+    table = run("search", "rocket.png", "-k", "3", cwd=indexed).stdout
+    assert "cosine" in table and "match %" in table and "rocket.png" in table and "100.0%" in table
+
+
+def test_rerun_summary_and_info(indexed, photos):
+    photos["rocket"].rotate(90, expand=True).save(indexed / "edited" / "rocket turned.png")
+    (indexed / "moon.png").rename(indexed / "edited" / "moon moved.png")
+    out = run("index", indexed, "--json")
+    summary = json.loads(out.stdout)
+    assert (summary["added"], summary["moved"], summary["embedded"], summary["images"]) == (1, 1, 1, 32)
+    info = json.loads(run("info", "--json", cwd=indexed / "edited").stdout)
+    assert info["model"] == "efficientnet-lite0" and info["dim"] == 1280 and info["images"] == 32
+    assert info["size_bytes"] > 32 * 1280 * 2
+    assert "last update" in run("info", cwd=indexed).stdout
+
+
+def test_nested_unicode_empty_and_corrupt_folders(tmp_path, photos):
+    root = tmp_path / "fotos von Zoë"
+    (root / "année 2024" / "été").mkdir(parents=True)
+    (root / "empty folder").mkdir()
+    photos["coffee"].save(root / "année 2024" / "été" / "café ☕.jpg")
+    photos["clock"].save(root / "horloge.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "zero.png").write_bytes(b"")
+    out = run("index", root, "--model", "efficientnet-lite0")
+    assert "2 images indexed" in out.stdout and "skipped 2" in out.stdout
+    assert "broken.jpg" in out.stdout and "zero.png" in out.stdout
+    result = json_lines(run("search", root / "année 2024" / "été" / "café ☕.jpg", "--json", cwd=root).stdout)[0]
+    assert result["results"][0]["relative_path"] == "année 2024/été/café ☕.jpg"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "0 images indexed" in run("index", empty, "--model", "phash").stdout
+    assert "(no results)" in run("search", root / "horloge.png", "--db", empty / ".lookalike").stdout
+
+
+def test_compare_shows_why_hashes_disagree(indexed):
+    out = run("compare", indexed / "chelsea.png", indexed / "edited" / "chelsea_half.png", cwd=indexed)
+    assert "file MD5" in out.stdout and "pixel MD5" in out.stdout and "pHash" in out.stdout
+    assert "efficientnet-lite0" in out.stdout  # the index's model is used inside an indexed folder
+    data = json.loads(run("compare", indexed / "chelsea.png", indexed / "edited" / "chelsea_resaved.png", "--json",
+                          "--model", "efficientnet-lite0").stdout)
+    assert data["file_md5_equal"] is False and data["pixel_md5_equal"] is True and data["cosine"] > 0.999
+
+
+def test_errors_are_one_line_without_traceback(indexed, tmp_path):
+    text = run("search", "--text", "a cat", cwd=indexed, check=False)
+    assert text.returncode == 1 and "Traceback" not in text.stderr
+    assert "images only" in text.stderr and "--model clip" in text.stderr
+    missing = run("search", "nowhere.jpg", cwd=indexed, check=False)
+    assert missing.returncode == 1 and "image file not found: nowhere.jpg" in missing.stderr
+    no_index = run("search", indexed / "rocket.png", cwd=tmp_path, check=False)
+    assert no_index.returncode == 1 and "lookalike index PHOTOS_DIR" in no_index.stderr
+    other_model = run("index", indexed, "--model", "phash", check=False)
+    assert other_model.returncode == 1 and "--reindex" in other_model.stderr
+
+
+def test_offline_clip_fails_readably_and_leaves_no_index(tmp_path, photos):
+    photos["rocket"].save(tmp_path / "rocket.png")
+    env = {**ENV, "HF_HOME": str(tmp_path / "empty-hf-cache")}
+    result = subprocess.run([*LOOKALIKE, "index", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert "openai/clip-vit-base-patch32" in message and "efficientnet-lite0" in message
+    assert not (tmp_path / ".lookalike" / "index.db").exists()
+
+
+def test_clip_text_search_through_a_local_checkpoint(sample_folder, tiny_clip_dir):
+    run("index", sample_folder, "--model", tiny_clip_dir)
+    out = run("search", "--text", "a teddy bear", "--text", "-night", "-k", "4", "--json", cwd=sample_folder)
+    [result] = json_lines(out.stdout)
+    assert result["query"] == "a teddy bear + -night" and len(result["results"]) == 4
+    mixed = json_lines(run("search", "rocket.png", "--text", "0.1:a rocket", "-k", "1", "--json",
+                           cwd=sample_folder).stdout)[0]
+    assert mixed["results"][0]["relative_path"] == "rocket.png"
+
+
+def _distinct_images(folder: Path, photos, count: int) -> None:
+    """`count` different images (crops at different places), so no file can reuse another's vector."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(photos)
+    for i in range(count):
+        photo = photos[names[i % len(names)]]
+        left, top = (i * 7) % 60, (i * 5) % 40
+        photo.crop((left, top, left + 140, top + 120)).save(folder / f"img{i:03d}.png")
+
+
+def _snapshot(db_file: Path) -> dict[str, tuple[str, np.ndarray]]:
+    conn = sqlite3.connect(db_file)
+    rows = conn.execute("SELECT path, content_hash, vector FROM images").fetchall()
+    conn.close()
+    return {p: (h, np.frombuffer(v, np.float16).astype(np.float32)) for p, h, v in rows}
+
+
+def test_kill_9_mid_index_then_rerun_equals_an_uninterrupted_run(tmp_path, photos):
+    folder = tmp_path / "many"
+    _distinct_images(folder, photos, 80)
+    db = folder / ".lookalike" / "index.db"
+    process = subprocess.Popen([*LOOKALIKE, "index", str(folder), "--model", "efficientnet-lite0",
+                                "--batch-size", "2"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    committed = 0
+    while time.time() < deadline and process.poll() is None:
+        if db.exists():
+            try:
+                committed = sqlite3.connect(db).execute("SELECT COUNT(*) FROM images").fetchone()[0]
+            except sqlite3.Error:
+                committed = 0
+            if committed >= 6:
+                break
+        time.sleep(0.05)
+    assert process.poll() is None, "indexing finished before it could be killed; make the folder bigger"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = _snapshot(db)
+    assert 6 <= len(partial) < 80  # the index opens and holds what was committed
+
+    run("index", folder)  # resumes with the recorded model
+    resumed = _snapshot(db)
+    run("index", folder, "--model", "efficientnet-lite0", "--db", tmp_path / "clean.db")
+    clean = _snapshot(tmp_path / "clean.db")
+    assert resumed.keys() == clean.keys() and len(clean) == 80
+    for path, (content_hash, vector) in clean.items():
+        assert resumed[path][0] == content_hash
+        assert float(resumed[path][1] @ vector) > 0.999
+
+
+def test_search_while_the_index_is_being_written(tmp_path, photos):
+    folder = tmp_path / "growing"
+    _distinct_images(folder, photos, 16)
+    run("index", folder, "--model", "efficientnet-lite0")
+    _distinct_images(folder / "more", {k: v.transpose(0) for k, v in photos.items()}, 60)
+    failures, searches = [], []
+
+    def search_repeatedly(stop: threading.Event) -> None:
+        with Index.open(db=folder / ".lookalike") as idx:
+            while not stop.is_set():
+                try:
+                    searches.append(len(idx.search(image=folder / "img000.png", k=3).matches))
+                except Exception as exc:  # noqa: BLE001 - reported by the assertion
+                    failures.append(repr(exc))
+
+    stop = threading.Event()
+    reader = threading.Thread(target=search_repeatedly, args=(stop,))
+    reader.start()
+    try:
+        run("index", folder, "--batch-size", "4")
+    finally:
+        stop.set()
+        reader.join()
+    assert failures == [] and len(searches) > 3 and set(searches) == {3}
+    with Index.open(db=folder / ".lookalike") as idx:
+        assert idx.info().images == 76
+
+
+def test_console_script_is_installed():
+    if shutil.which("lookalike") is None:
+        pytest.skip("package not installed with its console script")
+    out = subprocess.run(["lookalike", "--help"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert out.returncode == 0 and "search" in out.stdout and "index" in out.stdout

@@ -1,0 +1,109 @@
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from lookalike.indexer import update_index
+from lookalike.store.catalog import Catalog
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    return Catalog(tmp_path / "index" / "index.db")
+
+
+def _vectors_by_path(catalog):
+    return {path: catalog.vector_of(row.id) for path, row in catalog.rows().items()}
+
+
+def test_first_run_embeds_everything_then_nothing(catalog, sample_folder, counting):
+    files = sorted(p for p in sample_folder.rglob("*") if p.is_file())
+    first = update_index(catalog, sample_folder, counting, batch_size=8)
+    assert first.added == counting.images_embedded == len(files) == 31
+    second = update_index(catalog, sample_folder, counting)
+    assert (second.added, second.unchanged, second.embedded) == (0, 31, 0)
+    assert counting.images_embedded == 31
+
+
+def test_incremental_run_embeds_only_what_changed(catalog, sample_folder, counting, photos):
+    update_index(catalog, sample_folder, counting)
+    before = _vectors_by_path(catalog)
+    photos["rocket"].save(sample_folder / "new-rocket.jpg")  # new
+    photos["camera"].save(sample_folder / "coffee.png")  # same path, new content
+    (sample_folder / "moon.png").unlink()  # deleted
+    os.utime(sample_folder / "brick.png", ns=(1, 1))  # touched: same bytes, new mtime
+    counting.images_embedded = 0
+    report = update_index(catalog, sample_folder, counting)
+    assert (report.added, report.updated, report.removed, report.embedded) == (1, 1, 1, 2)
+    assert counting.images_embedded == 2
+    after = _vectors_by_path(catalog)
+    assert "moon.png" not in after
+    np.testing.assert_array_equal(after["brick.png"], before["brick.png"])
+    assert float(after["coffee.png"] @ before["coffee.png"]) < 0.9
+
+
+def test_moved_renamed_and_copied_files_reuse_their_vectors(catalog, sample_folder, counting):
+    update_index(catalog, sample_folder, counting)
+    before = _vectors_by_path(catalog)
+    (sample_folder / "albums" / "2024").mkdir(parents=True)
+    shutil.move(sample_folder / "chelsea.png", sample_folder / "albums" / "2024" / "my cat.png")
+    shutil.copy(sample_folder / "rocket.png", sample_folder / "albums" / "rocket copy.png")
+    counting.images_embedded = 0
+    report = update_index(catalog, sample_folder, counting)
+    assert (report.moved, report.reused, report.removed, counting.images_embedded) == (1, 1, 0, 0)
+    after = _vectors_by_path(catalog)
+    np.testing.assert_array_equal(after["albums/2024/my cat.png"], before["chelsea.png"])
+    np.testing.assert_array_equal(after["albums/rocket copy.png"], before["rocket.png"])
+    assert "chelsea.png" not in after
+
+
+def test_bad_files_are_reported_skipped_and_retried_only_when_changed(catalog, sample_folder, counting, photos):
+    (sample_folder / "empty.jpg").write_bytes(b"")
+    (sample_folder / "notes.jpg").write_text("a text file named .jpg")
+    good = (sample_folder / "coffee.png").read_bytes()
+    (sample_folder / "cut.png").write_bytes(good[: len(good) // 3])
+    os.symlink(sample_folder / "gone.png", sample_folder / "dangling.png")
+    report = update_index(catalog, sample_folder, counting)
+    reasons = dict(report.skipped)
+    assert set(reasons) == {"empty.jpg", "notes.jpg", "cut.png", "dangling.png"}
+    assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["notes.jpg"]
+    assert "truncated" in reasons["cut.png"] and reasons["dangling.png"] == "broken symlink"
+    assert report.added == 31
+    counting.images_embedded = 0
+    again = update_index(catalog, sample_folder, counting)
+    assert set(dict(again.skipped)) == set(reasons) and counting.images_embedded == 0
+    photos["clock"].save(sample_folder / "notes.jpg", "JPEG")  # fixed: now a real image
+    fixed = update_index(catalog, sample_folder, counting)
+    assert fixed.added == 1 and "notes.jpg" not in dict(fixed.skipped)
+    assert "notes.jpg" not in catalog.skipped()
+
+
+def test_a_crash_mid_run_keeps_committed_batches_and_the_next_run_completes(catalog, sample_folder, efficientnet):
+    class CrashingEmbedder:
+        def __init__(self, inner, crash_after):
+            self.inner, self.crash_after, self.batches = inner, crash_after, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def embed_prepared(self, batch):
+            self.batches += 1
+            if self.batches > self.crash_after:
+                raise RuntimeError("power cut")
+            return self.inner.embed_prepared(batch)
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        update_index(catalog, sample_folder, CrashingEmbedder(efficientnet, crash_after=2), batch_size=5)
+    assert catalog.count() == 10  # two committed batches survive
+    report = update_index(catalog, sample_folder, efficientnet, batch_size=5)
+    assert report.added == 21 and report.unchanged == 10 and catalog.count() == 31
+
+
+def test_hidden_files_are_indexed_only_when_asked(catalog, sample_folder, counting, photos):
+    (sample_folder / ".private").mkdir()
+    photos["coins"].save(sample_folder / ".private" / "coins.png")
+    update_index(catalog, sample_folder, counting)
+    assert ".private/coins.png" not in catalog.rows()
+    update_index(catalog, sample_folder, counting, include_hidden=True)
+    assert ".private/coins.png" in catalog.rows()
