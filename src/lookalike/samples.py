@@ -101,9 +101,21 @@ def write_sample_folder(folder: str | Path, photos: dict[str, Image.Image] | Non
     return written
 
 
+def clip_weights_cached(repo_id: str = "openai/clip-vit-base-patch32") -> bool:
+    """True when the CLIP checkpoint is already in the local Hugging Face cache (the demo then adds text search)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return all(isinstance(try_to_load_from_cache(repo_id, name), str)
+               for name in ("config.json", "preprocessor_config.json"))
+
+
 def main() -> None:
     import sys
 
+    if sys.argv[1:] == ["--clip-cached"]:
+        sys.exit(0 if clip_weights_cached() else 1)
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-photos")
     written = write_sample_folder(folder / "photos")
     query = folder / "query_chelsea_small.jpg"
