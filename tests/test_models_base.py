@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from lookalike.errors import ModalityError
-from lookalike.models.base import Preprocess, PreparedImageEmbedder, l2_normalize
+from lookalike.models.base import PreparedImageEmbedder, Preprocess, l2_normalize
 
 
 def test_l2_normalize_gives_unit_rows_and_survives_zero():

@@ -164,8 +164,8 @@ def compare(
     def same(flag: bool | None) -> str:
         return "n/a" if flag is None else ("[green]identical[/]" if flag else "[red]different[/]")
 
-    table.add_row(f"embedding ({result.model})", f"cos {result.cosine:.4f} = {result.percent:.1f}%",
-                  "[green]same image[/]" if result.cosine >= 0.9 else "similar" if result.cosine >= 0.7 else "different")
+    verdict = "[green]same image[/]" if result.cosine >= 0.9 else "similar" if result.cosine >= 0.7 else "different"
+    table.add_row(f"embedding ({result.model})", f"cos {result.cosine:.4f} = {result.percent:.1f}%", verdict)
     table.add_row("file MD5", "", same(result.file_md5_equal))
     table.add_row("pixel MD5 (decoded)", "", same(result.pixel_md5_equal))
     table.add_row("perceptual hash (pHash)", f"{result.phash_distance}/64 bits differ",

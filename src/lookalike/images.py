@@ -139,7 +139,7 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
             image = Image.open(fp)
             width, height = image.size
             if width * height > limit:
-                raise ImageError(f"too large: {width}x{height} = {width * height:,} pixels exceeds the limit of {limit:,}")
+                raise ImageError(f"too large: {width}x{height} = {width * height:,} pixels, over the {limit:,} limit")
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
             image.load()

@@ -43,11 +43,10 @@ class UpdateReport:
 
 
 @dataclass
-class _Prepared:
-    file: ScannedFile
-    content_hash: str
+class Prepared:
+    key: object  # whatever the caller tracks the image by (a ScannedFile, a path)
     array: np.ndarray | None = None
-    size: tuple[int, int] = (0, 0)
+    size: tuple[int, int] = (0, 0)  # original width, height
     error: str | None = None
 
 
@@ -90,9 +89,8 @@ def update_index(
         if progress:
             progress(0, total)
         done = 0
-        prepared = _bounded_map(pool, lambda f: _prepare(f, hashes[f], embedder), to_embed, window=4 * batch_size)
-        for batch in _batches(prepared, batch_size):
-            _commit_batch(catalog, embedder, batch, known, report)
+        for batch in prepare_batches(pool, to_embed, embedder, batch_size, path_of=lambda f: f.path):
+            _commit_batch(catalog, embedder, batch, known, hashes, report)
             done += len(batch)
             if progress:
                 progress(done, total)
@@ -146,14 +144,31 @@ def _apply_cheap_changes(catalog, known, gone, candidates, hashes, report) -> li
     return to_embed
 
 
-def _prepare(file: ScannedFile, content_hash: str, embedder: Embedder) -> _Prepared:
-    try:
-        image = load_image(file.path, draft_size=embedder.draft_size)
-        return _Prepared(file, content_hash, embedder.prepare(image), image.info["original_size"])
-    except ImageError as exc:
-        return _Prepared(file, content_hash, error=str(exc))
-    except Exception as exc:  # a decoder bug on one odd file must not end the run
-        return _Prepared(file, content_hash, error=f"could not decode: {type(exc).__name__}: {exc}")
+def prepare_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, batch_size: int,
+                    path_of: Callable = lambda item: item) -> Iterator[list[Prepared]]:
+    """Decode and preprocess `items` in the pool, in order, `batch_size` at a time, ready for the model."""
+
+    def prepare(item) -> Prepared:
+        try:
+            image = load_image(path_of(item), draft_size=embedder.draft_size)
+            return Prepared(item, embedder.prepare(image), image.info["original_size"])
+        except ImageError as exc:
+            return Prepared(item, error=str(exc))
+        except Exception as exc:  # a decoder bug on one odd file must not end the run
+            return Prepared(item, error=f"could not decode: {type(exc).__name__}: {exc}")
+
+    return _batches(_bounded_map(pool, prepare, items, window=4 * batch_size), batch_size)
+
+
+def embed_files(paths: list, embedder: Embedder, batch_size: int = 32,
+                workers: int | None = None) -> Iterator[tuple[object, np.ndarray | None, str | None]]:
+    """(path, vector, None) or (path, None, reason) for files that are embedded but not stored (queries, examples)."""
+    with ThreadPoolExecutor(workers or default_workers()) as pool:
+        for batch in prepare_batches(pool, list(paths), embedder, batch_size):
+            good = [item for item in batch if item.error is None]
+            vectors = iter(embedder.embed_prepared(np.stack([item.array for item in good])) if good else [])
+            for item in batch:
+                yield (item.key, None, item.error) if item.error else (item.key, next(vectors), None)
 
 
 def _bounded_map(pool: ThreadPoolExecutor, function, items: list, window: int) -> Iterator:
@@ -167,8 +182,8 @@ def _bounded_map(pool: ThreadPoolExecutor, function, items: list, window: int) -
         yield pending.popleft().result()
 
 
-def _batches(items: Iterator[_Prepared], size: int) -> Iterator[list[_Prepared]]:
-    batch: list[_Prepared] = []
+def _batches(items: Iterator[Prepared], size: int) -> Iterator[list[Prepared]]:
+    batch: list[Prepared] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
@@ -178,14 +193,14 @@ def _batches(items: Iterator[_Prepared], size: int) -> Iterator[list[_Prepared]]
         yield batch
 
 
-def _commit_batch(catalog, embedder, batch: list[_Prepared], known, report: UpdateReport) -> None:
+def _commit_batch(catalog, embedder, batch: list[Prepared], known, hashes, report: UpdateReport) -> None:
     good = [item for item in batch if item.error is None]
     vectors = embedder.embed_prepared(np.stack([item.array for item in good])) if good else []
     report.embedded += len(good)
     with catalog.transaction() as conn:
         for item, vector in zip(good, vectors, strict=True):
-            file = item.file
-            catalog.insert(conn, NewImage(file.relpath, file.size, file.mtime_ns, item.content_hash,
+            file = item.key
+            catalog.insert(conn, NewImage(file.relpath, file.size, file.mtime_ns, hashes[file],
                                           item.size[0], item.size[1], vector))
             if file.relpath in known:
                 report.updated += 1
@@ -193,6 +208,6 @@ def _commit_batch(catalog, embedder, batch: list[_Prepared], known, report: Upda
                 report.added += 1
         for item in batch:
             if item.error is not None:
-                catalog.record_skipped(conn, item.file.relpath, item.file.size, item.file.mtime_ns, item.error)
-                report.skipped.append((item.file.relpath, item.error))
+                catalog.record_skipped(conn, item.key.relpath, item.key.size, item.key.mtime_ns, item.error)
+                report.skipped.append((item.key.relpath, item.error))
         catalog.bump(conn)
