@@ -178,6 +178,80 @@ def compare(
 
 
 @app.command()
+def dupes(
+    threshold: Annotated[float | None, typer.Option(
+        help="Cosine similarity at or above which images are near-duplicates. Default per model: "
+        "efficientnet-lite0 0.75, clip 0.92, dinov2 0.75, phash/dhash 0.6875 (10 of 64 bits), others 0.90; "
+        "or the value `lookalike calibrate` stored in the index.")] = None,
+    group_min_score: Annotated[float | None, typer.Option(
+        help="Every pair inside a group must be at least this similar (stops chains). Default threshold - 0.05.")] = None,
+    verify: Annotated[bool, typer.Option(
+        help="Confirm pairs with local features (ORB + RANSAC) and rescue crops the embedding misses.")] = False,
+    keep: Annotated[str, typer.Option(help="Keeper rules in order: resolution, size, oldest, newest, shortest-path.")]
+    = "resolution,size,oldest",
+    against: Annotated[Path | None, typer.Option(
+        help="Cross-set mode: list which images of this folder already exist in the index.")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the groups as CSV.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write an HTML review page with thumbnails.")] = None,
+    move_to: Annotated[Path | None, typer.Option(help="Move duplicates (not keepers) into this folder.")] = None,
+    link_to: Annotated[Path | None, typer.Option(help="Lay out each group as symlinks in this folder.")] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Really move/link; without it, a dry run.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Find exact and near-duplicate images, suggest which to keep, and optionally move or link them."""
+    from lookalike.api import Index
+    from lookalike.dupes import apply_actions, find_duplicates, find_in_index, write_csv, write_html_report
+
+    with Index.open(db=db, create=False) as idx:
+        if against is not None:
+            _print_cross_set(find_in_index(idx, against, threshold), as_json)
+            return
+        groups = find_duplicates(idx, threshold=threshold, group_min_score=group_min_score, verify=verify,
+                                 keep=[rule.strip() for rule in keep.split(",") if rule.strip()])
+        root = idx.root
+    if csv_file:
+        with open(csv_file, "w", newline="", encoding="utf-8") as out:
+            write_csv(groups, out)
+    if html:
+        write_html_report(groups, html)
+    if as_json:
+        print(json.dumps({"groups": [g.as_dict() for g in groups]}, ensure_ascii=False))
+    else:
+        for number, group in enumerate(groups, 1):
+            table = Table(title=f"group {number}", title_justify="left", show_edge=False)
+            for column in ("", "score", "exact", "size", "path"):
+                table.add_column(column)
+            for member in group.members:
+                is_keeper = member is group.keeper
+                table.add_row("[green]keep[/]" if is_keeper else "dup", "" if is_keeper else f"{member.score:.4f}",
+                              "" if is_keeper else ("yes" if member.exact else ""),
+                              f"{member.width}x{member.height}", member.relative_path)
+            console.print(table)
+        duplicates = sum(len(g.others) for g in groups)
+        console.print(f"{len(groups)} groups, {duplicates} duplicates", highlight=False)
+    if move_to or link_to:
+        actions = apply_actions(groups, root, move_to=move_to, link_to=link_to, dry_run=not apply)
+        for line in actions:
+            errors.print(("" if apply else "[dry run] ") + line, highlight=False)
+
+
+def _print_cross_set(found: list, as_json: bool) -> None:
+    for path, matches in found:
+        if as_json:
+            payload = {"path": path, "error": matches} if isinstance(matches, str) else {
+                "path": path, "matches": [m.as_dict() for m in matches]}
+            print(json.dumps(payload, ensure_ascii=False))
+        elif isinstance(matches, str):
+            console.print(f"[yellow]skipped[/] {path}: {matches}", highlight=False)
+        elif matches:
+            console.print(f"[red]exists[/]  {path}  ≈ {matches[0].relative_path} ({matches[0].score:.4f})",
+                          highlight=False)
+        else:
+            console.print(f"[green]new[/]     {path}", highlight=False)
+
+
+@app.command()
 def info(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Show the index: folder, model, dimension, counts, size on disk, last update."""
     import datetime

@@ -160,11 +160,11 @@ def prepare_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, b
     return _batches(_bounded_map(pool, prepare, items, window=4 * batch_size), batch_size)
 
 
-def embed_files(paths: list, embedder: Embedder, batch_size: int = 32,
-                workers: int | None = None) -> Iterator[tuple[object, np.ndarray | None, str | None]]:
-    """(path, vector, None) or (path, None, reason) for files that are embedded but not stored (queries, examples)."""
+def embed_files(items: list, embedder: Embedder, batch_size: int = 32, workers: int | None = None,
+                path_of: Callable = lambda item: item) -> Iterator[tuple[object, np.ndarray | None, str | None]]:
+    """(item, vector, None) or (item, None, reason) for files embedded but not stored (queries, examples)."""
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        for batch in prepare_batches(pool, list(paths), embedder, batch_size):
+        for batch in prepare_batches(pool, list(items), embedder, batch_size, path_of):
             good = [item for item in batch if item.error is None]
             vectors = iter(embedder.embed_prepared(np.stack([item.array for item in good])) if good else [])
             for item in batch:

@@ -20,7 +20,7 @@ import numpy as np
 
 from lookalike.errors import IndexUnusableError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VECTOR_DTYPE = np.float16  # half the disk and RAM of float32; cosine error ~1e-3, ranking unaffected in practice
 
 # Each entry upgrades the schema from version N-1 to N; append, never edit, so old indexes keep opening.
@@ -45,6 +45,9 @@ MIGRATIONS: dict[int, str] = {
         mtime_ns INTEGER NOT NULL,
         reason TEXT NOT NULL
     );
+    """,
+    2: """
+    ALTER TABLE images ADD COLUMN pixel_hash TEXT;  -- MD5 of decoded pixels, filled lazily by dupes
     """,
 }
 
@@ -208,6 +211,24 @@ class Catalog:
 
     def delete(self, conn: sqlite3.Connection, paths: Iterable[str]) -> None:
         conn.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in paths])
+
+    def details(self, ids: Iterable[int]) -> dict[int, tuple]:
+        """id → (path, width, height, size, mtime_ns, content_hash, pixel_hash) for reports and keeper choice."""
+        ids = [int(i) for i in ids]
+        found = {}
+        for start in range(0, len(ids), 900):  # SQLite's limit on bound parameters
+            chunk = ids[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                "SELECT id, path, width, height, size, mtime_ns, content_hash, pixel_hash FROM images "
+                f"WHERE id IN ({marks})", chunk,
+            ):
+                found[row[0]] = row[1:]
+        return found
+
+    def set_pixel_hashes(self, hashes: dict[int, str]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("UPDATE images SET pixel_hash = ? WHERE id = ?", [(h, i) for i, h in hashes.items()])
 
     # -- skipped files -----------------------------------------------------------------------------
     def skipped(self) -> dict[str, tuple[int, int, str]]:
