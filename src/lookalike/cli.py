@@ -184,7 +184,7 @@ def dupes(
         "efficientnet-lite0 0.75, clip 0.92, dinov2 0.75, phash/dhash 0.6875 (10 of 64 bits), others 0.90; "
         "or the value `lookalike calibrate` stored in the index.")] = None,
     group_min_score: Annotated[float | None, typer.Option(
-        help="Every pair inside a group must be at least this similar (stops chains). Default threshold - 0.05.")] = None,
+        help="Every pair in a group must be at least this similar (stops chains). Default threshold - 0.05.")] = None,
     verify: Annotated[bool, typer.Option(
         help="Confirm pairs with local features (ORB + RANSAC) and rescue crops the embedding misses.")] = False,
     keep: Annotated[str, typer.Option(help="Keeper rules in order: resolution, size, oldest, newest, shortest-path.")]
