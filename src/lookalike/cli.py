@@ -99,6 +99,12 @@ def search(
         "or searched on its own when no QUERY is given.")] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many results per query.")] = 10,
     min_score: Annotated[float | None, typer.Option(help="Drop results below this cosine similarity.")] = None,
+    labels: Annotated[bool, typer.Option(
+        "--labels", help="Catalogue fusion: also score each image's name (its file name, or --labels-file) "
+        "against the query, standardise both scores per query and mix them (needs a text-capable model).")] = False,
+    labels_file: Annotated[Path | None, typer.Option(help="CSV with columns path,label for --labels.")] = None,
+    image_weight: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="With --labels: weight of the image score (the label gets the rest).")] = 0.5,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -115,6 +121,9 @@ def search(
     if not parsed:
         raise LookalikeError("give an image, a URL or a --text to search for (see `lookalike search --help`)")
     with Index.open(db=db, create=False) as idx:
+        if labels or labels_file:
+            _print_fused(idx, parsed, labels_file, image_weight, top, as_json)
+            return
         results = idx.search_many(parsed, k=top, min_score=min_score)
     for result in results:
         if as_json:
@@ -132,6 +141,25 @@ def search(
             console.print("  (no results)")
 
 
+def _print_fused(idx, queries, labels_file, image_weight, top, as_json) -> None:
+    from lookalike.fusion import fused_search, load_labels
+
+    names = load_labels(idx, labels_file)
+    for query in queries:
+        matches = fused_search(idx, query, names, image_weight=image_weight, k=top)
+        if as_json:
+            print(json.dumps({"query": query.label, "image_weight": image_weight,
+                              "results": [m.as_dict() for m in matches]}, ensure_ascii=False))
+            continue
+        table = Table(title=f"{query.label} (image weight {image_weight:g})", title_justify="left", show_edge=False)
+        for column in ("#", "fused", "image cos", "label cos", "label", "path"):
+            table.add_column(column)
+        for rank, m in enumerate(matches, 1):
+            table.add_row(str(rank), f"{m.score:+.2f}", f"{m.image_score:.4f}", f"{m.label_score:.4f}", m.label,
+                          m.relative_path)
+        console.print(table)
+
+
 @app.command()
 def compare(
     image_a: Annotated[str, typer.Argument(help="First image (path or URL).")],
@@ -141,18 +169,9 @@ def compare(
     as_json: JsonOption = False,
 ) -> None:
     """Similarity of two images, beside what file MD5, pixel MD5 and perceptual hashes say."""
-    from lookalike.api import compare as compare_images
-    from lookalike.api import find_index
-    from lookalike.models.registry import DEFAULT_MODEL
+    from lookalike.compare import compare_images
 
-    if model is None:  # inside an indexed folder, compare with the index's model
-        from lookalike.api import Index
-
-        db_file = db or find_index()
-        if db_file is not None:
-            with Index.open(db=db_file, create=False) as idx:
-                model = idx.model_id
-    result = compare_images(image_a, image_b, model=model or DEFAULT_MODEL)
+    result = compare_images(image_a, image_b, _embedder_for(model, db))  # inside an index: the index's model
     if as_json:
         print(json.dumps(result.as_dict()))
         return
@@ -249,6 +268,102 @@ def _print_cross_set(found: list, as_json: bool) -> None:
                           highlight=False)
         else:
             console.print(f"[green]new[/]     {path}", highlight=False)
+
+
+@app.command()
+def recognize(
+    queries: Annotated[list[Path], typer.Argument(help="Images to recognise.")],
+    categories: Annotated[Path, typer.Option(
+        "--categories", "-c", help="Folder of category subfolders with example images, or a YAML/CSV of text "
+        "prompts per category (CLIP zero-shot).")],
+    threshold: Annotated[float | None, typer.Option(
+        help="Below this cosine the answer is 'unknown'. Default per category (categories.yaml) or per model: "
+        "efficientnet-lite0 0.55, clip 0.92 with examples / 0.24 with prompts, dinov2 0.6.")] = None,
+    learn: Annotated[bool, typer.Option(help="Copy each recognised image into its category folder.")] = False,
+    model: ModelOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Which labelled category does each image belong to? Best category, score, runner-up, or 'unknown'."""
+    from lookalike.recognize import load_categories
+
+    category_set = load_categories(categories, _embedder_for(model, db))
+    results = category_set.recognize(queries, threshold=threshold)
+    table = Table(show_edge=False)
+    for column in ("image", "category", "score", "runner-up", "learned"):
+        table.add_column(column)
+    for path, result in zip(queries, results, strict=True):
+        learned = str(category_set.learn(path, result)) if learn and result.accepted else ""
+        if as_json:
+            print(json.dumps({**result.as_dict(), "learned": learned or None}, ensure_ascii=False))
+            continue
+        label = f"[green]{result.label}[/]" if result.accepted else f"[yellow]unknown[/] ({result.category}?)"
+        runner = f"{result.runner_up} {result.runner_up_score:.3f}" if result.runner_up else ""
+        table.add_row(str(path), label, f"{result.score:.3f} / {result.threshold:.2f}", runner, learned)
+    if not as_json:
+        console.print(table)
+
+
+def _embedder_for(model: str | None, db: Path | None):
+    """--model, else the model of the index found (or named by --db), else the default model."""
+    from lookalike.api import Index, find_index
+    from lookalike.models.registry import DEFAULT_MODEL, load_embedder
+
+    if model is None and (db or find_index()) is not None:
+        with Index.open(db=db, create=False) as idx:
+            model = idx.model_id
+    return load_embedder(model or DEFAULT_MODEL)
+
+
+@app.command()
+def cluster(
+    k: Annotated[int | None, typer.Option("--k", help="Number of clusters (KMeans); default: chosen by "
+                                          "silhouette on a sample.")] = None,
+    method: Annotated[str, typer.Option(help="kmeans, or hdbscan (density-based; outliers stay unassigned).")]
+    = "kmeans",
+    min_cluster_size: Annotated[int, typer.Option(help="hdbscan: smallest cluster.")] = 5,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write id,cluster,path rows.")] = None,
+    links: Annotated[Path | None, typer.Option(help="Make a folder of symlinks per cluster here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write an HTML contact sheet per cluster.")] = None,
+    map_file: Annotated[Path | None, typer.Option("--map", help="Save a 2-D PCA map of the clusters as PNG.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (results are reproducible).")] = 0,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Group the collection into clusters of similar images."""
+    import csv
+
+    from lookalike.api import Index
+    from lookalike.cluster import NOISE, cluster_vectors, contact_sheet, link_folders, map_png, rows
+
+    with Index.open(db=db, create=False) as idx:
+        ids, matrix, _ = idx.catalog.all_vectors(idx.dim)
+        clustering = cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
+        entries = rows(idx, clustering)
+    if csv_file:
+        with open(csv_file, "w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=["id", "cluster", "relative_path", "path"])
+            writer.writeheader()
+            writer.writerows(entries)
+    if links:
+        link_folders(entries, links)
+    if html:
+        contact_sheet(entries, html)
+    if map_file:
+        map_png(matrix, clustering.labels, map_file, seed=seed)
+    if as_json:
+        print(json.dumps({"method": clustering.method, "k": clustering.k, "silhouette": clustering.silhouette,
+                          "images": entries}, ensure_ascii=False))
+        return
+    sizes = clustering.sizes()
+    summary = f"{clustering.k} clusters ({clustering.method})"
+    if clustering.silhouette is not None:
+        summary += f", silhouette {clustering.silhouette:.3f}"
+    console.print(summary, highlight=False)
+    for label in sorted(sizes, key=lambda c: -sizes[c]):
+        examples = [e["relative_path"] for e in entries if e["cluster"] == label][:4]
+        name = "outliers" if label == NOISE else f"cluster {label}"
+        console.print(f"  {name}: {sizes[label]} images, e.g. {', '.join(examples)}", highlight=False)
 
 
 @app.command()
