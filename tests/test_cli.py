@@ -218,3 +218,39 @@ def test_console_script_is_installed():
         pytest.skip("package not installed with its console script")
     out = subprocess.run(["lookalike", "--help"], capture_output=True, text=True, env=ENV, timeout=60)
     assert out.returncode == 0 and "search" in out.stdout and "index" in out.stdout
+
+
+def test_dupes_reports_and_dry_run(indexed, tmp_path):
+    out = run("dupes", "--json", "--csv", tmp_path / "d.csv", "--html", tmp_path / "d.html", cwd=indexed)
+    groups = json.loads(out.stdout)["groups"]
+    assert len(groups) == 3 and all(len(g["duplicates"]) == 5 for g in groups)
+    assert (tmp_path / "d.csv").read_text().count("\n") == 19 and "KEEP" in (tmp_path / "d.html").read_text()
+    plan = run("dupes", "--move-to", tmp_path / "moved", cwd=indexed)
+    assert "[dry run] move" in plan.stderr and "3 groups, 15 duplicates" in plan.stdout
+    assert not (tmp_path / "moved").exists()
+    cross = run("dupes", "--against", indexed / "edited", "--json", cwd=indexed)
+    assert all(json.loads(line)["matches"] for line in cross.stdout.splitlines())
+
+
+def test_recognize_and_cluster_commands(indexed, tmp_path, photos):
+    categories = tmp_path / "categories"
+    for name in ("chelsea", "rocket"):
+        (categories / name).mkdir(parents=True)
+        photos[name].crop((0, 0, photos[name].width * 3 // 5, photos[name].height)).save(categories / name / "a.png")
+    query = tmp_path / "cat.png"
+    photos["chelsea"].crop((photos["chelsea"].width * 2 // 5, 0, photos["chelsea"].width, 300)).save(query)
+    result = json.loads(run("recognize", query, "--categories", categories, "--json", "--learn", cwd=indexed).stdout)
+    assert result["label"] == "chelsea" and result["runner_up"] == "rocket" and result["learned"]
+    assert (categories / "chelsea" / "cat.png").exists()
+    clusters = json.loads(run("cluster", "--json", "--k", "4", "--map", tmp_path / "map.png", cwd=indexed).stdout)
+    assert clusters["k"] == 4 and len(clusters["images"]) == 31 and (tmp_path / "map.png").stat().st_size > 1000
+    chelsea = {i["cluster"] for i in clusters["images"] if "chelsea" in i["relative_path"]}
+    assert len(chelsea) == 1
+
+
+def test_fusion_search_command(sample_folder, tiny_clip_dir):
+    run("index", sample_folder, "--model", tiny_clip_dir)
+    out = run("search", "rocket.png", "--labels", "--image-weight", "1", "-k", "3", "--json", cwd=sample_folder)
+    [result] = json_lines(out.stdout)
+    assert result["results"][0]["relative_path"] == "rocket.png" and result["results"][0]["label"] == "rocket"
+    assert {"image_score", "label_score", "score"} <= set(result["results"][0])

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lookalike.errors import LookalikeError
@@ -86,7 +87,7 @@ def index(
         highlight=False,
     )
     for path, reason in report.skipped:
-        console.print(f"  [yellow]skipped[/] {path}: {reason}", highlight=False)
+        console.print(f"  [yellow]skipped[/] {escape(path)}: {escape(reason)}", highlight=False)
 
 
 @app.command()
@@ -129,13 +130,13 @@ def search(
         if as_json:
             print(json.dumps(result.as_dict(), ensure_ascii=False))
             continue
-        table = Table(title=f"{result.query}", title_justify="left", show_edge=False)
+        table = Table(title=escape(result.query), title_justify="left", show_edge=False)
         table.add_column("#", justify="right", style="dim")
         table.add_column("cosine", justify="right")
         table.add_column("match %", justify="right")
         table.add_column("path", overflow="fold")
         for rank, match in enumerate(result.matches, 1):
-            table.add_row(str(rank), f"{match.score:.4f}", f"{match.percent:.1f}%", match.relative_path)
+            table.add_row(str(rank), f"{match.score:.4f}", f"{match.percent:.1f}%", escape(match.relative_path))
         console.print(table)
         if not result.matches:
             console.print("  (no results)")
@@ -155,8 +156,8 @@ def _print_fused(idx, queries, labels_file, image_weight, top, as_json) -> None:
         for column in ("#", "fused", "image cos", "label cos", "label", "path"):
             table.add_column(column)
         for rank, m in enumerate(matches, 1):
-            table.add_row(str(rank), f"{m.score:+.2f}", f"{m.image_score:.4f}", f"{m.label_score:.4f}", m.label,
-                          m.relative_path)
+            table.add_row(str(rank), f"{m.score:+.2f}", f"{m.image_score:.4f}", f"{m.label_score:.4f}",
+                          escape(m.label), escape(m.relative_path))
         console.print(table)
 
 
@@ -245,14 +246,14 @@ def dupes(
                 is_keeper = member is group.keeper
                 table.add_row("[green]keep[/]" if is_keeper else "dup", "" if is_keeper else f"{member.score:.4f}",
                               "" if is_keeper else ("yes" if member.exact else ""),
-                              f"{member.width}x{member.height}", member.relative_path)
+                              f"{member.width}x{member.height}", escape(member.relative_path))
             console.print(table)
         duplicates = sum(len(g.others) for g in groups)
         console.print(f"{len(groups)} groups, {duplicates} duplicates", highlight=False)
     if move_to or link_to:
         actions = apply_actions(groups, root, move_to=move_to, link_to=link_to, dry_run=not apply)
         for line in actions:
-            errors.print(("" if apply else "[dry run] ") + line, highlight=False)
+            errors.print(("" if apply else "[dry run] ") + line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_cross_set(found: list, as_json: bool) -> None:
@@ -299,7 +300,7 @@ def recognize(
             continue
         label = f"[green]{result.label}[/]" if result.accepted else f"[yellow]unknown[/] ({result.category}?)"
         runner = f"{result.runner_up} {result.runner_up_score:.3f}" if result.runner_up else ""
-        table.add_row(str(path), label, f"{result.score:.3f} / {result.threshold:.2f}", runner, learned)
+        table.add_row(escape(str(path)), label, f"{result.score:.3f} / {result.threshold:.2f}", runner, escape(learned))
     if not as_json:
         console.print(table)
 
