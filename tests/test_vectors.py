@@ -57,3 +57,53 @@ def test_a_corrupt_cache_is_rebuilt(tmp_path):
     cache.load(catalog, 8)
     cache.index_file.write_bytes(b"garbage")
     assert len(cache.load(catalog, 8)) == 1
+
+
+def test_hnsw_above_the_exact_limit_with_exact_fallback_from_the_same_memory():
+    vectors = _unit(3000, 32, seed=3)
+    index = VectorIndex.build(np.arange(3000), vectors, generation=1, exact_limit=1000)
+    assert index.approximate
+    queries = _unit(50, 32, seed=4)
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    approximate = index.search(queries, 10)
+    exact = index.search(queries, 10, exact=True)
+    assert approximate.method.startswith("hnsw") and exact.method == "exact"
+    recall = np.mean([len(set(a) & set(t)) / 10 for a, t in zip(approximate.ids, truth, strict=True)])
+    exact_recall = np.mean([len(set(a) & set(t)) / 10 for a, t in zip(exact.ids, truth, strict=True)])
+    assert recall >= 0.9 and exact_recall >= 0.98
+
+
+def _fill(catalog, vectors, start=0):
+    with catalog.transaction() as conn:
+        for i, v in enumerate(vectors, start):
+            catalog.insert(conn, NewImage(f"{i}.png", 1, 1, f"h{i}", 1, 1, v))
+        catalog.bump(conn)
+
+
+def test_additions_are_appended_and_replacements_rebuild(tmp_path, monkeypatch):
+    import lookalike.store.vectors as module
+
+    monkeypatch.setattr(module, "EXACT_LIMIT", 10)
+    catalog = Catalog(tmp_path / "index.db")
+    _fill(catalog, _unit(30, 8))
+    cache = VectorCache(tmp_path / "cache")
+    first = cache.load(catalog, 8)
+    assert first.approximate and len(first) == 30
+    built = []
+    original_build = VectorIndex.build
+    def counting_build(cls, *args, **kwargs):
+        built.append(1)
+        return original_build(*args, **kwargs)
+
+    monkeypatch.setattr(VectorIndex, "build", classmethod(counting_build))
+    _fill(catalog, _unit(5, 8, seed=9), start=30)
+    appended = cache.load(catalog, 8)
+    assert len(appended) == 35 and built == []  # appended, not rebuilt
+    new_vector = _unit(1, 8, seed=11)[0]
+    with catalog.transaction() as conn:  # same path, new content: a replaced vector
+        catalog.insert(conn, NewImage("3.png", 2, 2, "new", 1, 1, new_vector))
+        catalog.bump(conn)
+    rebuilt = cache.load(catalog, 8)
+    assert built == [1] and len(rebuilt) == 35
+    found = rebuilt.search(new_vector[None], 1, exact=True)
+    assert catalog.paths_for(found.ids[0]) == {int(found.ids[0][0]): "3.png"}

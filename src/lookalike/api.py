@@ -217,13 +217,16 @@ class Index:
             return update_index(self.catalog, self.root, self.embedder, batch_size=batch_size,
                                 include_hidden=include_hidden, progress=progress)
 
-    def search(
-        self, query: str | Query | None = None, *, image=None, text=None, k: int = 10, min_score: float | None = None
-    ) -> SearchResult:
-        """Top-k images for a query: an image (path, URL, bytes, PIL), a text, or a query expression."""
-        return self.search_many([make_query(image=image, text=text, query=query)], k=k, min_score=min_score)[0]
+    def search(self, query: str | Query | None = None, *, image=None, text=None, k: int = 10,
+               min_score: float | None = None, exact: bool = False) -> SearchResult:
+        """Top-k images for a query: an image (path, URL, bytes, PIL), a text, or a query expression.
 
-    def search_many(self, queries: list[Query], k: int = 10, min_score: float | None = None) -> list[SearchResult]:
+        Large collections are searched with an HNSW graph; `exact=True` forces an exhaustive search."""
+        query = make_query(image=image, text=text, query=query)
+        return self.search_many([query], k=k, min_score=min_score, exact=exact)[0]
+
+    def search_many(self, queries: list[Query], k: int = 10, min_score: float | None = None,
+                    exact: bool = False) -> list[SearchResult]:
         import numpy as np
 
         for query in queries:
@@ -234,10 +237,11 @@ class Index:
                     f"`lookalike index {self.root} --model clip --reindex`."
                 )
         vectors = np.stack([query_vector(self.embedder, query) for query in queries])
-        return self.search_vectors(vectors, [q.label for q in queries], k=k, min_score=min_score)
+        return self.search_vectors(vectors, [q.label for q in queries], k=k, min_score=min_score, exact=exact)
 
-    def search_vectors(self, vectors, labels: list[str], k: int = 10, min_score: float | None = None):
-        neighbours = self.vectors().search(vectors, k)
+    def search_vectors(self, vectors, labels: list[str], k: int = 10, min_score: float | None = None,
+                       exact: bool = False) -> list[SearchResult]:
+        neighbours = self.vectors().search(vectors, k, exact=exact)
         paths = self.catalog.paths_for({int(i) for i in neighbours.ids.ravel() if i >= 0})
         results = []
         for label, ids, scores in zip(labels, neighbours.ids, neighbours.scores, strict=True):

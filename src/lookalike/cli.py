@@ -100,6 +100,8 @@ def search(
         "or searched on its own when no QUERY is given.")] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many results per query.")] = 10,
     min_score: Annotated[float | None, typer.Option(help="Drop results below this cosine similarity.")] = None,
+    exact: Annotated[bool, typer.Option(help="Exhaustive search even where the index uses HNSW (> 50k images).")]
+    = False,
     labels: Annotated[bool, typer.Option(
         "--labels", help="Catalogue fusion: also score each image's name (its file name, or --labels-file) "
         "against the query, standardise both scores per query and mix them (needs a text-capable model).")] = False,
@@ -125,7 +127,7 @@ def search(
         if labels or labels_file:
             _print_fused(idx, parsed, labels_file, image_weight, top, as_json)
             return
-        results = idx.search_many(parsed, k=top, min_score=min_score)
+        results = idx.search_many(parsed, k=top, min_score=min_score, exact=exact)
     for result in results:
         if as_json:
             print(json.dumps(result.as_dict(), ensure_ascii=False))

@@ -136,6 +136,20 @@ class Catalog:
         """Bumped by every write, so caches derived from the catalog know when they are stale."""
         return int(self.get_meta("generation", 0))
 
+    def epoch(self) -> int:
+        """Bumped when vectors are deleted or replaced: caches that can only append must then rebuild."""
+        return int(self.get_meta("epoch", 0))
+
+    def _replacing(self, conn: sqlite3.Connection, path: str) -> None:
+        if conn.execute("SELECT 1 FROM images WHERE path = ?", (path,)).fetchone():
+            self._bump_epoch(conn)
+
+    def _bump_epoch(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('epoch', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
     def bump(self, conn: sqlite3.Connection) -> None:
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('generation', '1') "
@@ -164,21 +178,22 @@ class Catalog:
             raise IndexUnusableError(f"no image with id {image_id} in the index")
         return np.frombuffer(row[0], VECTOR_DTYPE).astype(np.float32)
 
-    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """(ids, float16 matrix, generation) of every image in id order, read in one consistent snapshot."""
+    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """(ids, float16 matrix, (generation, epoch)) of every image in id order, in one consistent snapshot."""
         self.conn.execute("BEGIN")
         try:
             ids, blobs = [], []
             for image_id, blob in self.conn.execute("SELECT id, vector FROM images ORDER BY id"):
                 ids.append(image_id)
                 blobs.append(blob)
-            generation = self.generation()
+            generation = self.generation(), self.epoch()
         finally:
             self.conn.execute("COMMIT")
         matrix = np.frombuffer(b"".join(blobs), VECTOR_DTYPE).reshape(len(ids), dim)
         return np.asarray(ids, dtype=np.int64), matrix, generation
 
     def insert(self, conn: sqlite3.Connection, image: NewImage) -> None:
+        self._replacing(conn, image.path)
         conn.execute(
             "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, vector, indexed_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
@@ -191,6 +206,7 @@ class Catalog:
 
     def copy_row(self, conn: sqlite3.Connection, source_id: int, path: str, size: int, mtime_ns: int) -> None:
         """A file whose content is already indexed under another path: reuse that vector."""
+        self._replacing(conn, path)
         conn.execute(
             "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, vector, indexed_at) "
             "SELECT ?, ?, ?, content_hash, width, height, vector, ? FROM images WHERE id = ? "
@@ -210,6 +226,7 @@ class Catalog:
         conn.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, image_id))
 
     def delete(self, conn: sqlite3.Connection, paths: Iterable[str]) -> None:
+        self._bump_epoch(conn)
         conn.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in paths])
 
     def details(self, ids: Iterable[int]) -> dict[int, tuple]:
@@ -240,7 +257,7 @@ class Catalog:
             "SET size = excluded.size, mtime_ns = excluded.mtime_ns, reason = excluded.reason",
             (path, size, mtime_ns, reason),
         )
-        conn.execute("DELETE FROM images WHERE path = ?", (path,))
+        self.delete(conn, [path])
 
     def forget_skipped(self, conn: sqlite3.Connection, paths: Iterable[str]) -> None:
         conn.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])

@@ -1,7 +1,11 @@
-"""The search structure: a FAISS index over the catalog's vectors, cached on disk and rebuilt when stale.
+"""The search structure: a FAISS index over the catalog's vectors, cached on disk and kept up to date.
 
-Vectors are kept as float16 inside FAISS (IndexScalarQuantizer QT_fp16): exact inner-product search at
-half the memory of float32 (1 KB per 512-d image).
+- Small collections (≤ `EXACT_LIMIT` images): exact inner-product search over float16 vectors
+  (IndexScalarQuantizer QT_fp16, 1 KB per 512-d image).
+- Larger ones: an HNSW graph over the same float16 vectors (IndexHNSWSQ, M=16: ~1.15 KB per 512-d image).
+  Its storage is the exact float16 index, so `exact=True` still answers exactly from the same memory.
+- Additions are appended to the cached structure; a deletion (rare) rebuilds it. The catalog stays the truth:
+  a missing, stale or corrupt cache is rebuilt from it.
 """
 
 from __future__ import annotations
@@ -15,46 +19,80 @@ import numpy as np
 
 from lookalike.store.catalog import Catalog
 
+EXACT_LIMIT = int(os.environ.get("LOOKALIKE_EXACT_LIMIT", 50_000))
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 40
+
 
 @dataclass
 class Neighbours:
     ids: np.ndarray  # (queries, k) catalog ids, -1 where fewer than k images exist
     scores: np.ndarray  # (queries, k) cosine similarities, best first
-    method: str  # "exact" (flat) — the ANN variants report their own name
+    method: str  # "exact" or "hnsw(ef=…)"
+
+
+def _new_faiss_index(dim: int, approximate: bool):
+    import faiss
+
+    if approximate:
+        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.train(np.zeros((1, dim), np.float32))  # fp16 needs no statistics
+        return index
+    return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
 
 
 class VectorIndex:
-    def __init__(self, ids: np.ndarray, index, generation: int) -> None:
+    def __init__(self, ids: np.ndarray, index, generation: int, epoch: int = 0) -> None:
         self.ids = ids
         self.index = index
         self.generation = generation
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def approximate(self) -> bool:
+        return hasattr(self.index, "hnsw")
+
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, generation: int) -> VectorIndex:
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, generation: int, epoch: int = 0,
+              exact_limit: int | None = None) -> VectorIndex:
+        limit = EXACT_LIMIT if exact_limit is None else exact_limit
+        index = _new_faiss_index(vectors.shape[1], approximate=len(ids) > limit)
+        built = cls(np.zeros(0, np.int64), index, generation, epoch)
+        built.add(np.asarray(ids, dtype=np.int64), vectors)
+        return built
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, chunk: int = 65536) -> None:
+        for start in range(0, len(ids), chunk):
+            self.index.add(np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
+        self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
+
+    def search(self, queries: np.ndarray, k: int, exact: bool = False) -> Neighbours:
         import faiss
 
-        dim = vectors.shape[1]
-        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-        if len(vectors):
-            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(np.asarray(ids, dtype=np.int64), index, generation)
-
-    def search(self, queries: np.ndarray, k: int) -> Neighbours:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, len(self.ids))) if len(self.ids) else 0
         if k == 0:
             empty = np.zeros((len(queries), 0))
             return Neighbours(empty.astype(np.int64), empty.astype(np.float32), "exact")
-        scores, positions = self.index.search(queries, k)
+        if self.approximate and not exact:
+            ef = max(128, 2 * k)
+            params = faiss.SearchParametersHNSW(efSearch=ef)
+            scores, positions = self.index.search(queries, k, params=params)
+            method = f"hnsw(ef={ef})"
+        else:
+            flat = faiss.downcast_index(self.index.storage) if self.approximate else self.index
+            scores, positions = flat.search(queries, k)
+            method = "exact"
         ids = np.where(positions >= 0, self.ids[np.maximum(positions, 0)], -1)
-        return Neighbours(ids, np.clip(scores, -1.0, 1.0), "exact")
+        return Neighbours(ids, np.clip(scores, -1.0, 1.0), method)
 
 
 class VectorCache:
-    """Keeps the FAISS index in `directory`, tagged with the catalog generation it was built from."""
+    """Keeps the FAISS index in `directory`, tagged with the catalog generation it reflects."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -64,28 +102,37 @@ class VectorCache:
 
     def load(self, catalog: Catalog, dim: int) -> VectorIndex:
         generation = catalog.generation()
-        cached = self._read(generation)
-        if cached is not None:
+        cached = self._read()
+        if cached is not None and cached.generation == generation:
             return cached
-        ids, vectors, generation = catalog.all_vectors(dim)
-        built = VectorIndex.build(ids, vectors, generation)
+        ids, vectors, (generation, epoch) = catalog.all_vectors(dim)
+        appendable = (cached is not None and cached.epoch == epoch and len(cached.ids) <= len(ids)
+                      and cached.approximate == (len(ids) > EXACT_LIMIT))
+        if appendable:  # nothing deleted or replaced since: append the new vectors
+            new = ~np.isin(ids, cached.ids)
+            cached.add(ids[new], vectors[new])
+            cached.generation = generation
+            self._write(cached)
+            return cached
+        built = VectorIndex.build(ids, vectors, generation, epoch)
         self._write(built)
         return built
 
-    def _read(self, generation: int) -> VectorIndex | None:
+    def _read(self) -> VectorIndex | None:
         import faiss
 
         try:
             state = json.loads(self.state_file.read_text())
-            if state["generation"] != generation:
-                return None
-            index = faiss.read_index(str(self.index_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            try:
+                index = faiss.read_index(str(self.index_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            except RuntimeError:  # index types that cannot be memory-mapped
+                index = faiss.read_index(str(self.index_file))
             ids = np.load(self.ids_file)
         except (OSError, ValueError, KeyError, RuntimeError):
             return None
-        if index.ntotal != len(ids):
+        if index.ntotal != len(ids) or state.get("count") != len(ids):
             return None
-        return VectorIndex(ids, index, generation)
+        return VectorIndex(ids, index, state["generation"], state.get("epoch", 0))
 
     def _write(self, vectors: VectorIndex) -> None:
         """Write-then-rename, so a reader or a crash never sees a half-written cache."""
@@ -97,7 +144,8 @@ class VectorCache:
             faiss.write_index(vectors.index, str(self.index_file) + suffix)
             with open(str(self.ids_file) + suffix, "wb") as f:
                 np.save(f, vectors.ids)
-            Path(str(self.state_file) + suffix).write_text(json.dumps({"generation": vectors.generation}))
+            state = {"generation": vectors.generation, "epoch": vectors.epoch, "count": len(vectors.ids)}
+            Path(str(self.state_file) + suffix).write_text(json.dumps(state))
             os.replace(str(self.index_file) + suffix, self.index_file)
             os.replace(str(self.ids_file) + suffix, self.ids_file)
             os.replace(str(self.state_file) + suffix, self.state_file)
