@@ -370,6 +370,41 @@ def cluster(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback requires a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token: Annotated[str | None, typer.Option(envvar="LOOKALIKE_TOKEN", help="Every API call must send "
+                                              "'Authorization: Bearer TOKEN' (or ?token=).")] = None,
+    categories: Annotated[Path | None, typer.Option(help="Categories for /api/recognize.")] = None,
+    upload_limit_mb: Annotated[float, typer.Option(help="Largest accepted upload.")] = 25,
+    allow_private_urls: Annotated[bool, typer.Option(help="Let URL queries reach private addresses.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Serve the REST API (docs at /docs) and the web page on http://HOST:PORT/."""
+    import ipaddress
+
+    import uvicorn
+
+    from lookalike.api import Index
+    from lookalike.server.app import create_app, warm_up
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not token:
+        raise LookalikeError(f"binding to {host} exposes the index to the network: pass --token (or set "
+                             "LOOKALIKE_TOKEN), or keep the default --host 127.0.0.1")
+    idx = Index.open(db=db, create=False)
+    warm_up(idx)
+    app = create_app(idx, token=token, upload_limit=int(upload_limit_mb * 1024 * 1024),
+                     categories=str(categories) if categories else None, allow_private_urls=allow_private_urls)
+    errors.print(f"lookalike: {idx.info().images} images with {idx.model_id}; open http://{host}:{port}/",
+                 highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@app.command()
 def info(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Show the index: folder, model, dimension, counts, size on disk, last update."""
     import datetime

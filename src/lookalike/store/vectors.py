@@ -70,7 +70,8 @@ class VectorIndex:
             self.index.add(np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
         self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
 
-    def search(self, queries: np.ndarray, k: int, exact: bool = False) -> Neighbours:
+    def search(self, queries: np.ndarray, k: int, exact: bool = False, ef: int | None = None) -> Neighbours:
+        """Top-k by inner product; `ef` widens the HNSW search (recall up, speed down)."""
         import faiss
 
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
@@ -79,7 +80,7 @@ class VectorIndex:
             empty = np.zeros((len(queries), 0))
             return Neighbours(empty.astype(np.int64), empty.astype(np.float32), "exact")
         if self.approximate and not exact:
-            ef = max(128, 2 * k)
+            ef = ef or max(128, 2 * k)
             params = faiss.SearchParametersHNSW(efSearch=ef)
             scores, positions = self.index.search(queries, k, params=params)
             method = f"hnsw(ef={ef})"

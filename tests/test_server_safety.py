@@ -1,0 +1,54 @@
+import pytest
+
+from lookalike.server.safety import RequestRejected, check_public_host, fetch_url
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1/x.jpg", "http://localhost:8000/x.jpg", "http://10.1.2.3/a.png", "http://192.168.0.10/a.png",
+    "http://169.254.169.254/latest/meta-data", "http://[::1]/a.png", "http://0.0.0.0/a.png",
+])
+def test_internal_addresses_are_refused(url):
+    with pytest.raises(RequestRejected) as caught:
+        check_public_host(url)
+    assert caught.value.status == 403
+
+
+def test_only_http_urls(tmp_path):
+    for url in ("file:///etc/passwd", "ftp://example.com/a.jpg", "gopher://x"):
+        with pytest.raises(RequestRejected, match="only http"):
+            check_public_host(url)
+
+
+def test_private_urls_allowed_when_asked_with_size_cap():
+    import http.server
+    import threading
+
+    body = b"x" * 5000
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            if self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", "/image")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(RequestRejected):
+            fetch_url(url + "/image")  # loopback refused by default
+        assert fetch_url(url + "/redirect", allow_private=True) == body
+        with pytest.raises(RequestRejected) as caught:
+            fetch_url(url + "/image", max_bytes=1000, allow_private=True)
+        assert caught.value.status == 413
+    finally:
+        server.shutdown()
