@@ -254,3 +254,18 @@ def test_fusion_search_command(sample_folder, tiny_clip_dir):
     [result] = json_lines(out.stdout)
     assert result["results"][0]["relative_path"] == "rocket.png" and result["results"][0]["label"] == "rocket"
     assert {"image_score", "label_score", "score"} <= set(result["results"][0])
+
+
+def test_eval_and_calibrate_commands(indexed, tmp_path, photos):
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    for name in ("chelsea", "rocket", "coffee", "coins", "flower"):
+        photos[name].save(originals / f"{name}.png")
+    out = run("eval", "copydetect", originals, "--models", "phash,md5", "--families", "resaved,resize-50",
+              "--out", tmp_path / "eval")
+    assert "| phash |" in out.stdout and "| md5 | 0.000 |" in out.stdout
+    assert (tmp_path / "eval" / "report.json").exists()
+    run("calibrate", originals, "--out", tmp_path / "cal", cwd=indexed)
+    info = sqlite3.connect(indexed / ".lookalike" / "index.db").execute(
+        "SELECT value FROM meta WHERE key = 'thresholds'").fetchone()
+    assert "efficientnet-lite0" in json.loads(info[0])

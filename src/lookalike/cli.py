@@ -404,6 +404,109 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+eval_app = typer.Typer(help="Compare models on copy detection or labelled retrieval.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+ModelsOption = Annotated[str, typer.Option(
+    help="Comma-separated models; md5 is the file-hash baseline.")]
+
+
+@eval_app.command("copydetect")
+def eval_copydetect(
+    originals: Annotated[Path | None, typer.Argument(help="Folder of original images (queries are generated).")]
+    = None,
+    models: ModelsOption = "efficientnet-lite0,phash,md5",
+    distractors: Annotated[Path | None, typer.Option(help="Extra reference images that no query copies.")] = None,
+    families: Annotated[str | None, typer.Option(help="Comma-separated edit families (default: all).")] = None,
+    verify: Annotated[bool, typer.Option(help="Also report each model re-ranked by geometric verification.")]
+    = False,
+    disc21: Annotated[tuple[Path, Path, Path] | None, typer.Option(
+        help="Use an existing data set instead: QUERIES_DIR REFERENCES_DIR GROUND_TRUTH_CSV.")] = None,
+    out: Annotated[Path, typer.Option(help="Where the data set, report.md/json and plots go.")]
+    = Path("lookalike-eval"),
+    seed: Annotated[int, typer.Option(help="Seed of the generated edits.")] = 0,
+    store: Annotated[bool, typer.Option(help="Store the thresholds at 90% precision in the index (--db).")] = False,
+    db: DbOption = None,
+) -> None:
+    """Copy detection: accuracy@1/@3, µAP, recall at 90% precision (and its threshold), per-edit accuracy, img/s."""
+    from lookalike.evaluate import (
+        calibrated_thresholds,
+        evaluate_model,
+        generate_copy_detection_set,
+        load_disc21_set,
+        markdown_table,
+        store_thresholds,
+        write_outputs,
+    )
+
+    if disc21:
+        dataset = load_disc21_set(*disc21)
+    elif originals is not None:
+        chosen = [f.strip() for f in families.split(",")] if families else None
+        dataset = generate_copy_detection_set(originals, out / "data", seed=seed, families=chosen,
+                                              distractors=distractors)
+    else:
+        raise LookalikeError("give ORIGINALS_DIR, or --disc21 QUERIES REFERENCES GROUND_TRUTH")
+    errors.print(f"{len(dataset.references)} references, {len(dataset.queries)} queries "
+                 f"({sum(t is None for t in dataset.truth)} negatives)", highlight=False)
+    reports = []
+    for model in [m.strip() for m in models.split(",") if m.strip()]:
+        reports.append(evaluate_model(dataset, model))
+        if verify and model != "md5":
+            reports.append(evaluate_model(dataset, model, verify=True))
+    write_outputs(reports, out)
+    console.print(markdown_table(reports), markup=False, highlight=False)
+    errors.print(f"report: {out / 'report.md'}, {out / 'report.json'}, plots in {out}", highlight=False)
+    if store:
+        from lookalike.api import Index
+
+        with Index.open(db=db, create=False) as idx:
+            thresholds = calibrated_thresholds(reports)
+            store_thresholds(idx, thresholds)
+        errors.print(f"stored thresholds {thresholds} in {idx.db_file}", highlight=False)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    labelled: Annotated[Path, typer.Argument(help="Folder with one subfolder of images per class.")],
+    models: ModelsOption = "efficientnet-lite0,phash",
+    labels: Annotated[bool, typer.Option(help="Also evaluate fusion with the class names (text models).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Leave-one-out retrieval: precision@1, mAP and recall@1/5/10 per model."""
+    from lookalike.evaluate import evaluate_retrieval
+
+    rows = []
+    for model in [m.strip() for m in models.split(",") if m.strip()]:
+        rows.append(evaluate_retrieval(labelled, model))
+        if labels:
+            rows.append(evaluate_retrieval(labelled, model, labels=True))
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(show_edge=False)
+    for column in ("model", "P@1", "mAP", "R@1", "R@5", "R@10", "images/s"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["model"], *(f"{row[k]:.3f}" for k in ("precision_at_1", "mAP", "recall_at_1", "recall_at_5",
+                                                                 "recall_at_10")), f"{row['images_per_second']:.1f}")
+    console.print(table)
+
+
+@app.command()
+def calibrate(
+    originals: Annotated[Path, typer.Argument(help="Folder of original images representative of yours.")],
+    out: Annotated[Path, typer.Option(help="Where the generated data set and report go.")] = Path("lookalike-eval"),
+    db: DbOption = None,
+) -> None:
+    """Measure the index model's threshold at 90% precision on edited copies and store it in the index."""
+    from lookalike.api import Index
+
+    with Index.open(db=db, create=False) as idx:
+        model = idx.model_id
+    eval_copydetect(originals, models=model, distractors=None, families=None, verify=False, disc21=None, out=out,
+                    seed=0, store=True, db=db)
+
+
 @app.command()
 def info(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Show the index: folder, model, dimension, counts, size on disk, last update."""
