@@ -110,11 +110,13 @@ def test_disc21_layout(tmp_path, small_set):
         (references / path.name).write_bytes(path.read_bytes())
     for path in dataset.queries[:5]:
         (queries / path.name).write_bytes(path.read_bytes())
-    rows = ["query_id,reference_id"] + [f"{q.stem},{t or ''}" for q, t in zip(dataset.queries[:5], dataset.truth)]
+    pairs = zip(dataset.queries[:5], dataset.truth[:5], strict=True)
+    rows = ["query_id,reference_id"] + [f"{q.stem},{t or ''}" for q, t in pairs]
     (tmp_path / "gt.csv").write_text("\n".join(rows) + "\n")
     loaded = load_disc21_set(queries, references, tmp_path / "gt.csv")
     assert [q.name for q in loaded.queries] == sorted(q.name for q in dataset.queries[:5])
-    assert loaded.truth == [dict(zip([q.stem for q in dataset.queries], dataset.truth))[q.stem] for q in loaded.queries]
+    truth = dict(zip([q.stem for q in dataset.queries], dataset.truth, strict=True))
+    assert loaded.truth == [truth[q.stem] for q in loaded.queries]
 
 
 def test_retrieval_metrics_on_labelled_folders(tmp_path, photos, tiny_clip_dir):
