@@ -9,10 +9,10 @@ export HF_HUB_DISABLE_TELEMETRY = 1
 
 install:
 	$(PIP) install -q torch==2.13.0   # the CPU build; a bare `torch` requirement would pull a multi-GB CUDA build
-	$(PIP) install -q -e '.[samples]'
+	$(PIP) install -q -e '.[samples,onnx]'
 
 install-test: install
-	$(PIP) install -q -e '.[samples,test]'
+	$(PIP) install -q -e '.[samples,onnx,test]'
 
 demo: install
 	$(PYTHON) -m lookalike.samples $(DEMO)

@@ -15,6 +15,8 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# In-process tests compare numbers against torch fp32; the end-to-end tests run the default (auto) runtime.
+os.environ["LOOKALIKE_RUNTIME"] = "torch"
 
 from lookalike.models.base import Embedder  # noqa: E402
 from lookalike.samples import sample_photos, write_sample_folder  # noqa: E402

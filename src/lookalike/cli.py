@@ -36,6 +36,17 @@ ModelOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for several queries).")]
 
 
+@app.callback()
+def options(
+    runtime: Annotated[str, typer.Option(
+        envvar="LOOKALIKE_RUNTIME", help="Image-model runtime: auto (fastest that keeps cosine ≥ 0.99 to fp32), "
+        "torch, bf16, onnx, onnx-int8.")] = "auto",
+) -> None:
+    import os
+
+    os.environ["LOOKALIKE_RUNTIME"] = runtime
+
+
 def main() -> None:
     try:
         app()

@@ -98,9 +98,13 @@ class PreparedImageEmbedder:
 
 
 class TorchImageEmbedder(PreparedImageEmbedder):
-    """A PyTorch image tower behind `Preprocess`; subclasses provide `_image_features(pixel_values)`."""
+    """A PyTorch image tower behind `Preprocess`; subclasses provide `_image_features(pixel_values)`.
+
+    The tower runs on the runtime chosen by LOOKALIKE_RUNTIME (see `lookalike.models.runtime`)."""
 
     preprocess: Preprocess
+    transformer = False  # ViTs quantise well to int8; CNNs are exported in fp32
+    _runtime = None
 
     def preprocessing(self) -> dict:
         return self.preprocess.describe()
@@ -113,11 +117,29 @@ class TorchImageEmbedder(PreparedImageEmbedder):
         return self.preprocess(image)
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
-        import torch
+        return l2_normalize(self.runtime(batch))
 
-        with torch.inference_mode():
-            features = self._image_features(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
-        return l2_normalize(features.float().numpy())
+    @property
+    def runtime(self):
+        if self._runtime is None:
+            self.use_runtime(None)
+        return self._runtime
+
+    def use_runtime(self, name: str | None) -> str:
+        """Switch the tower to a runtime ('auto', 'torch', 'bf16', 'onnx', 'onnx-int8'); returns the one used."""
+        from lookalike.models import runtime as runtimes
+
+        chosen = runtimes.resolve(name or runtimes.requested_runtime(), self.transformer)
+        if chosen in ("torch", "bf16"):
+            self._runtime = runtimes.TorchRuntime(self._image_features, bf16=chosen == "bf16")
+        else:
+            crop = self.preprocess.crop
+            self._runtime = runtimes.OnnxRuntime(self._image_features, self._torch_module(), self.id,
+                                                 (3, crop[0], crop[1]), int8=chosen == "onnx-int8")
+        return chosen
+
+    def _torch_module(self):  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _image_features(self, pixel_values):  # pragma: no cover - abstract
         raise NotImplementedError

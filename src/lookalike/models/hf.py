@@ -153,6 +153,11 @@ class HuggingFaceEmbedder(TorchImageEmbedder):
         config.projection_dim = full.projection_dim
         return _from_pretrained(cls, self.source, config=config).eval()
 
+    transformer = True
+
+    def _torch_module(self):
+        return self._vision_tower()
+
     def _image_features(self, pixel_values):
         model = self._vision_tower()
         if self.family == "clip":

@@ -1,0 +1,91 @@
+"""Fast runtimes must give the same answers: cosine ≥ 0.99 to torch fp32 for every real photo, and the same
+neighbours. Checked on EfficientNet-Lite0's real weights and on a full-size (random) CLIP ViT-B/32."""
+
+import numpy as np
+import pytest
+
+from lookalike.errors import LookalikeError
+from lookalike.models import runtime as runtimes
+from lookalike.models.efficientnet import EfficientNetLiteEmbedder
+
+
+@pytest.fixture(scope="module")
+def real_photos(photos):
+    images = list(photos.values())
+    return images + [im.transpose(0) for im in images] + [im.resize((im.width // 2, im.height // 2)) for im in images]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LOOKALIKE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+def _fidelity(embedder, images, runtime):
+    embedder.use_runtime("torch")
+    batch = np.stack([embedder.prepare(im) for im in images])
+    reference = embedder.embed_prepared(batch)
+    assert embedder.use_runtime(runtime) == runtime
+    fast = embedder.embed_prepared(batch)
+    embedder.use_runtime("torch")
+    cosines = (reference * fast).sum(axis=1)
+    neighbours_ref = np.argsort(-(reference @ reference.T), axis=1)[:, :10]
+    neighbours_fast = np.argsort(-(fast @ fast.T), axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(neighbours_ref, neighbours_fast, strict=True)])
+    return cosines.min(), overlap
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "bf16"])
+def test_efficientnet_fast_runtimes_keep_fidelity(real_photos, runtime):
+    cosine, overlap = _fidelity(EfficientNetLiteEmbedder(), real_photos, runtime)
+    assert cosine >= 0.99 and overlap >= 0.95
+
+
+@pytest.fixture(scope="module")
+def full_size_clip(tmp_path_factory):
+    """ViT-B/32 at full size with random weights: compute and quantisation error do not depend on training."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from lookalike.models.hf import HuggingFaceEmbedder
+
+    folder = tmp_path_factory.mktemp("clip-b32")
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig(projection_dim=512)).save_pretrained(folder)
+    CLIPImageProcessor().save_pretrained(folder)
+    return HuggingFaceEmbedder(str(folder), "hf:random-clip-b32")
+
+
+@pytest.mark.parametrize("runtime", ["onnx-int8", "onnx"])
+def test_clip_fast_runtimes_keep_fidelity(full_size_clip, real_photos, runtime):
+    cosine, overlap = _fidelity(full_size_clip, real_photos, runtime)
+    assert cosine >= 0.99 and overlap >= 0.9
+
+
+def test_auto_picks_int8_for_transformers_and_fp32_onnx_for_cnns(monkeypatch):
+    monkeypatch.setattr(runtimes, "onnx_available", lambda: True)
+    assert runtimes.resolve("auto", transformer=True) == "onnx-int8"
+    assert runtimes.resolve("auto", transformer=False) == "onnx"
+    monkeypatch.setattr(runtimes, "onnx_available", lambda: False)
+    assert runtimes.resolve("auto", transformer=True) == "torch"
+    with pytest.raises(LookalikeError, match="lookalike\\[onnx\\]"):
+        runtimes.resolve("onnx", transformer=False)
+
+
+def test_exports_are_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path))
+    embedder = EfficientNetLiteEmbedder()
+    embedder.use_runtime("onnx")
+    files = list((tmp_path / "onnx").glob("*.onnx"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    EfficientNetLiteEmbedder().use_runtime("onnx")
+    assert files[0].stat().st_mtime_ns == stamp
+
+
+def test_unknown_runtime_is_refused(monkeypatch):
+    monkeypatch.setenv("LOOKALIKE_RUNTIME", "tpu")
+    with pytest.raises(LookalikeError, match="unknown runtime"):
+        runtimes.requested_runtime()
