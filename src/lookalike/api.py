@@ -214,7 +214,7 @@ class Index:
         if not self.root.is_dir():
             raise IndexUnusableError(f"the indexed folder {self.root} is missing; nothing was changed")
         with self._lock:
-            return update_index(self.catalog, self.root, self.embedder, batch_size=batch_size,
+            return update_index(self.catalog, self.root, lambda: self.embedder, batch_size=batch_size,
                                 include_hidden=include_hidden, progress=progress)
 
     def search(self, query: str | Query | None = None, *, image=None, text=None, k: int = 10,

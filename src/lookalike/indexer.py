@@ -57,7 +57,7 @@ def default_workers() -> int:
 def update_index(
     catalog: Catalog,
     root: str | os.PathLike,
-    embedder: Embedder,
+    embedder: Embedder | Callable[[], Embedder],
     batch_size: int = 32,
     include_hidden: bool = False,
     progress: ProgressCallback | None = None,
@@ -85,6 +85,8 @@ def update_index(
     with ThreadPoolExecutor(workers or default_workers()) as pool:
         hashes = dict(zip(candidates, pool.map(_digest_or_reason, candidates), strict=True))
         to_embed = _apply_cheap_changes(catalog, known, gone, candidates, hashes, report)
+        if to_embed and callable(embedder):  # a provider: load the model only when something needs it
+            embedder = embedder()
         total = len(to_embed)
         if progress:
             progress(0, total)
@@ -116,6 +118,8 @@ def _digest_or_reason(file: ScannedFile) -> str:
 
 def _apply_cheap_changes(catalog, known, gone, candidates, hashes, report) -> list[ScannedFile]:
     """Touches, moves and copies need no model: apply them in one transaction, return what needs embedding."""
+    if not candidates:
+        return []
     gone_by_hash = {}
     for row in gone.values():
         gone_by_hash.setdefault(row.content_hash, []).append(row)
