@@ -124,3 +124,37 @@ class CountingEmbedder:
 @pytest.fixture
 def counting(efficientnet) -> CountingEmbedder:
     return CountingEmbedder(efficientnet)
+
+
+@pytest.fixture
+def local_http():
+    """serve(body) → base URL of a loopback HTTP server answering `body` (and /redirect → /image)."""
+    import http.server
+    import threading
+
+    servers = []
+
+    def serve(body: bytes) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                if self.path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", "/image")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()

@@ -271,33 +271,14 @@ def test_eval_and_calibrate_commands(indexed, tmp_path, photos):
     assert "efficientnet-lite0" in json.loads(info[0])
 
 
-def test_search_by_url(indexed, photos):
-    import http.server
+def test_search_by_url(indexed, photos, local_http):
     import io
 
     buffer = io.BytesIO()
     photos["rocket"].resize((320, 214)).save(buffer, "JPEG", quality=80)
-    body = buffer.getvalue()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's name
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/rocket.jpg"
-        [result] = json_lines(run("search", url, "-k", "1", "--json", cwd=indexed).stdout)
-        assert result["query"] == url and result["results"][0]["relative_path"] == "rocket.png"
-    finally:
-        server.shutdown()
+    url = local_http(buffer.getvalue()) + "/rocket.jpg"
+    [result] = json_lines(run("search", url, "-k", "1", "--json", cwd=indexed).stdout)
+    assert result["query"] == url and result["results"][0]["relative_path"] == "rocket.png"
 
 
 def test_dinov2_checkpoint_folder_as_model(sample_folder, tiny_dino_dir):

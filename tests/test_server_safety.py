@@ -19,36 +19,12 @@ def test_only_http_urls(tmp_path):
             check_public_host(url)
 
 
-def test_private_urls_allowed_when_asked_with_size_cap():
-    import http.server
-    import threading
-
+def test_private_urls_allowed_when_asked_with_size_cap(local_http):
     body = b"x" * 5000
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's name
-            if self.path == "/redirect":
-                self.send_response(302)
-                self.send_header("Location", "/image")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        with pytest.raises(RequestRejected):
-            fetch_url(url + "/image")  # loopback refused by default
-        assert fetch_url(url + "/redirect", allow_private=True) == body
-        with pytest.raises(RequestRejected) as caught:
-            fetch_url(url + "/image", max_bytes=1000, allow_private=True)
-        assert caught.value.status == 413
-    finally:
-        server.shutdown()
+    url = local_http(body)
+    with pytest.raises(RequestRejected):
+        fetch_url(url + "/image")  # loopback refused by default
+    assert fetch_url(url + "/redirect", allow_private=True) == body
+    with pytest.raises(RequestRejected) as caught:
+        fetch_url(url + "/image", max_bytes=1000, allow_private=True)
+    assert caught.value.status == 413
