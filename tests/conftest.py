@@ -128,7 +128,8 @@ def counting(efficientnet) -> CountingEmbedder:
 
 @pytest.fixture
 def local_http():
-    """serve(body) → base URL of a loopback HTTP server answering `body` (and /redirect → /image)."""
+    """serve(body) → base URL of a loopback HTTP server answering `body` (and /redirect → /image);
+    `body` may be a dict of path → bytes (404 elsewhere)."""
     import http.server
     import threading
 
@@ -142,10 +143,14 @@ def local_http():
                     self.send_header("Location", "/image")
                     self.end_headers()
                     return
+                payload = body.get(self.path) if isinstance(body, dict) else body
+                if payload is None:
+                    self.send_error(404)
+                    return
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(payload)
 
             def log_message(self, *args):
                 pass

@@ -13,6 +13,7 @@ from lookalike.indexer import ProgressCallback, UpdateReport, update_index
 from lookalike.models.base import Embedder
 from lookalike.models.registry import DEFAULT_MODEL, canonical_model_id, load_embedder
 from lookalike.search import Query, make_query, query_vector
+from lookalike.sources import is_remote, is_url_list, open_source
 from lookalike.store.catalog import Catalog
 from lookalike.store.vectors import VectorCache, VectorIndex
 
@@ -23,7 +24,7 @@ DB_FILENAME = "index.db"
 @dataclass(frozen=True)
 class Match:
     id: int
-    path: str  # absolute path of the image file
+    path: str  # absolute path (or URL) of the image file
     relative_path: str  # relative to the indexed folder: the catalog's key
     score: float  # cosine similarity in [-1, 1], higher = more similar
 
@@ -85,9 +86,10 @@ def resolve_db(db: str | os.PathLike | None) -> Path:
 class Index:
     """A folder of images and its persistent index. Thread-safe for concurrent searches."""
 
-    def __init__(self, db_file: Path, root: Path, catalog: Catalog, model_id: str) -> None:
+    def __init__(self, db_file: Path, location: str, catalog: Catalog, model_id: str) -> None:
         self.db_file = db_file
-        self.root = root
+        self.source = open_source(location)  # a local folder, an fsspec URL or a URL list
+        self.root = self.source.root if self.source.is_local else None  # local folders only
         self.catalog = catalog
         self.model_id = model_id
         self._embedder: Embedder | None = None
@@ -108,8 +110,11 @@ class Index:
 
         With no folder and no db, the index is found from the current directory upwards.
         """
+        remote = folder is not None and (is_remote(str(folder)) or is_url_list(str(folder)))
         if db is not None:
             db_file = resolve_db(db)
+        elif remote:
+            raise IndexUnusableError(f"{folder} is not a local folder: name where to keep its index with --db PATH")
         elif folder is not None:
             db_file = Path(folder).expanduser().resolve() / INDEX_DIRNAME / DB_FILENAME
         else:
@@ -124,8 +129,9 @@ class Index:
             raise IndexUnusableError(f"no index at {db_file}: run `lookalike index PHOTOS_DIR` first")
         if not exists and folder is None:
             raise IndexUnusableError(f"no index at {db_file}: name the folder to index")
-        if not exists and not Path(folder).expanduser().is_dir():
-            raise IndexUnusableError(f"{folder} is not a folder")
+        location = None if folder is None else str(folder) if remote else str(Path(folder).expanduser().resolve())
+        if not exists and not open_source(location).exists():
+            raise IndexUnusableError(f"{folder} is not a folder" + ("" if not remote else " that can be listed"))
         # Load the model before writing anything, so a model that can't load leaves no empty index behind.
         new_embedder = None if exists else load_embedder(model or DEFAULT_MODEL)
         catalog = Catalog(db_file)
@@ -134,12 +140,12 @@ class Index:
             if folder is None:
                 raise IndexUnusableError(f"{db_file} is not a lookalike index (no folder recorded)")
             embedder = new_embedder or load_embedder(model or DEFAULT_MODEL)
-            return cls._create(db_file, Path(folder).expanduser().resolve(), catalog, embedder)
-        root = (db_file.parent / stored_root).resolve()
-        if folder is not None and Path(folder).expanduser().resolve() != root:
+            return cls._create(db_file, location, catalog, embedder)
+        stored_remote = is_remote(stored_root) or is_url_list(stored_root)
+        root = stored_root if stored_remote else str((db_file.parent / stored_root).resolve())
+        if location is not None and location != root:
             raise IndexUnusableError(
-                f"the index at {db_file} belongs to {root}, not {Path(folder).resolve()}; "
-                "use another --db for this folder"
+                f"the index at {db_file} belongs to {root}, not {location}; use another --db for this folder"
             )
         index = cls(db_file, root, catalog, catalog.get_meta("model"))
         if model is not None and canonical_model_id(model) != index.model_id:
@@ -153,9 +159,10 @@ class Index:
         return index
 
     @classmethod
-    def _create(cls, db_file: Path, root: Path, catalog: Catalog, embedder: Embedder) -> Index:
-        # Stored relative to the index so a folder moved together with its .lookalike keeps working.
-        stored_root = os.path.relpath(root, db_file.parent)
+    def _create(cls, db_file: Path, root: str, catalog: Catalog, embedder: Embedder) -> Index:
+        # A local folder is stored relative to the index, so a folder moved with its .lookalike keeps working.
+        remote = is_remote(root) or is_url_list(root)
+        stored_root = root if remote else os.path.relpath(root, db_file.parent)
         with catalog.transaction() as conn:
             catalog.set_meta(conn, root=stored_root, model=embedder.id, dim=embedder.dim,
                              preprocessing=embedder.preprocessing(), created_at=time.time())
@@ -211,10 +218,10 @@ class Index:
         self, progress: ProgressCallback | None = None, include_hidden: bool = False, batch_size: int = 32
     ) -> UpdateReport:
         """Embed new and changed files, reuse vectors of moved ones, drop deleted ones."""
-        if not self.root.is_dir():
-            raise IndexUnusableError(f"the indexed folder {self.root} is missing; nothing was changed")
+        if not self.source.exists():
+            raise IndexUnusableError(f"the indexed folder {self.source.location} is missing; nothing was changed")
         with self._lock:
-            return update_index(self.catalog, self.root, lambda: self.embedder, batch_size=batch_size,
+            return update_index(self.catalog, self.source, lambda: self.embedder, batch_size=batch_size,
                                 include_hidden=include_hidden, progress=progress)
 
     def search(self, query: str | Query | None = None, *, image=None, text=None, k: int = 10,
@@ -234,7 +241,7 @@ class Index:
                 raise ModalityError(
                     f"this index uses {self.model_id}, which embeds images only, so it cannot search by text "
                     f"({query.label!r}). Re-index with a text-capable model: "
-                    f"`lookalike index {self.root} --model clip --reindex`."
+                    f"`lookalike index {self.source.location} --model clip --reindex`."
                 )
         vectors = np.stack([query_vector(self.embedder, query) for query in queries])
         return self.search_vectors(vectors, [q.label for q in queries], k=k, min_score=min_score, exact=exact)
@@ -246,18 +253,22 @@ class Index:
         results = []
         for label, ids, scores in zip(labels, neighbours.ids, neighbours.scores, strict=True):
             matches = [
-                Match(int(i), str(self.root / paths[int(i)]), paths[int(i)], float(s))
+                Match(int(i), self.source.full_path(paths[int(i)]), paths[int(i)], float(s))
                 for i, s in zip(ids, scores, strict=True)
                 if i >= 0 and int(i) in paths and (min_score is None or s >= min_score)
             ]
             results.append(SearchResult(label, matches, neighbours.method))
         return results
 
+    def read(self, relative_path: str):
+        """What `load_image` needs to read an indexed image: a local path, or its bytes from a remote source."""
+        return self.source.image_input(relative_path)
+
     def info(self) -> IndexInfo:
         files = [*self.db_file.parent.glob(f"{self.db_file.name}*"), *self._cache_dir().glob("*")]
         size = sum(p.stat().st_size for p in files if p.is_file())
         return IndexInfo(
-            root=str(self.root), db=str(self.db_file), model=self.model_id, dim=self.dim,
+            root=self.source.location, db=str(self.db_file), model=self.model_id, dim=self.dim,
             images=self.catalog.count(), skipped=len(self.catalog.skipped()), size_bytes=size,
             created_at=self.catalog.get_meta("created_at"), updated_at=self.catalog.get_meta("updated_at"),
             preprocessing=self.catalog.get_meta("preprocessing", {}),

@@ -60,7 +60,9 @@ def main() -> None:
 
 @app.command()
 def index(
-    photos_dir: Annotated[Path, typer.Argument(help="Folder of images, scanned recursively.")],
+    photos_dir: Annotated[str, typer.Argument(
+        help="Folder of images (scanned recursively), an fsspec URL (s3://bucket/prefix, gs://…, az://…), or a "
+        ".txt/.csv list of image URLs. Remote sources need --db.")],
     model: ModelOption = None,
     db: DbOption = None,
     reindex: Annotated[bool, typer.Option(help="Forget all vectors and embed everything with --model.")] = False,
@@ -73,8 +75,6 @@ def index(
 
     from lookalike.api import Index
 
-    if not photos_dir.is_dir():
-        raise LookalikeError(f"{photos_dir} is not a folder")
     with Index.open(photos_dir, db=db, model=model, reindex=reindex) as idx:
         columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                    TimeRemainingColumn())
@@ -243,11 +243,11 @@ def dupes(
         groups = find_duplicates(idx, threshold=threshold, group_min_score=group_min_score, verify=verify,
                                  keep=[rule.strip() for rule in keep.split(",") if rule.strip()])
         root = idx.root
+        if html:
+            write_html_report(groups, html, read=idx.read)
     if csv_file:
         with open(csv_file, "w", newline="", encoding="utf-8") as out:
             write_csv(groups, out)
-    if html:
-        write_html_report(groups, html)
     if as_json:
         print(json.dumps({"groups": [g.as_dict() for g in groups]}, ensure_ascii=False))
     else:
@@ -354,6 +354,8 @@ def cluster(
         ids, matrix, _ = idx.catalog.all_vectors(idx.dim)
         clustering = cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
         entries = rows(idx, clustering)
+        if html:
+            contact_sheet(entries, html, read=idx.read)
     if csv_file:
         with open(csv_file, "w", newline="", encoding="utf-8") as out:
             writer = csv.DictWriter(out, fieldnames=["id", "cluster", "relative_path", "path"])
@@ -361,8 +363,6 @@ def cluster(
             writer.writerows(entries)
     if links:
         link_folders(entries, links)
-    if html:
-        contact_sheet(entries, html)
     if map_file:
         map_png(matrix, clustering.labels, map_file, seed=seed)
     if as_json:

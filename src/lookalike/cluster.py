@@ -124,7 +124,8 @@ def cluster_index(index, **options) -> Clustering:
 
 def rows(index, clustering: Clustering) -> list[dict]:
     paths = index.catalog.paths_for(clustering.ids.tolist())
-    return [{"id": int(i), "cluster": int(c), "relative_path": paths[int(i)], "path": str(index.root / paths[int(i)])}
+    return [{"id": int(i), "cluster": int(c), "relative_path": paths[int(i)],
+             "path": index.source.full_path(paths[int(i)])}
             for i, c in zip(clustering.ids, clustering.labels, strict=True)]
 
 
@@ -138,8 +139,8 @@ def link_folders(entries: list[dict], out: Path) -> None:
         (folder / entry["relative_path"].replace("/", "--")).symlink_to(entry["path"])
 
 
-def contact_sheet(entries: list[dict], out_file: Path, per_cluster: int = 24) -> None:
-    """One self-contained HTML page: a row of thumbnails per cluster."""
+def contact_sheet(entries: list[dict], out_file: Path, per_cluster: int = 24, read=None) -> None:
+    """One self-contained HTML page: a row of thumbnails per cluster (`read` as in dupes.write_html_report)."""
     from lookalike.dupes import REPORT_CSS, thumbnail_data_uri
 
     by_cluster: dict[int, list[dict]] = {}
@@ -149,9 +150,11 @@ def contact_sheet(entries: list[dict], out_file: Path, per_cluster: int = 24) ->
     for cluster in sorted(by_cluster, key=lambda c: (c == NOISE, -len(by_cluster[c]))):
         members = by_cluster[cluster]
         title = "outliers" if cluster == NOISE else f"cluster {cluster}"
+        sources = [read(m["relative_path"]) if read else m["path"] for m in members[:per_cluster]]
         tiles = "".join(
-            f'<figure><img loading="lazy" alt="" src="{thumbnail_data_uri(m["path"], 160)}">'
-            f'<figcaption>{escape(m["relative_path"])}</figcaption></figure>' for m in members[:per_cluster])
+            f'<figure><img loading="lazy" alt="" src="{thumbnail_data_uri(source, 160)}">'
+            f'<figcaption>{escape(m["relative_path"])}</figcaption></figure>'
+            for m, source in zip(members, sources, strict=False))
         more = f"<p>… and {len(members) - per_cluster} more</p>" if len(members) > per_cluster else ""
         sections.append(f"<section><h2>{title} · {len(members)} images</h2>{tiles}{more}</section>")
     out_file.write_text(f"<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"

@@ -174,7 +174,7 @@ class _Verifier:
 
         image_id = int(self.ids[position])
         try:
-            return self.cache.features(image_id, load_image(self.index.root / self.paths[image_id]))
+            return self.cache.features(image_id, load_image(self.index.read(self.paths[image_id])))
         except ImageError:
             return None, None
 
@@ -188,7 +188,7 @@ def _describe(index, ids, matrix, group, details, keep, verified_pairs) -> Dupli
     members = []
     for position in group:
         path, width, height, size, mtime_ns, _, _ = details[int(ids[position])]
-        members.append((position, Member(int(ids[position]), path, str(index.root / path), width, height, size,
+        members.append((position, Member(int(ids[position]), path, index.source.full_path(path), width, height, size,
                                          mtime_ns)))
     members.sort(key=lambda pm: keeper_key(pm[1], keep))
     (keeper_position, keeper), rest = members[0], members[1:]
@@ -215,11 +215,12 @@ def keeper_key(member: Member, keep: Sequence[str]) -> tuple:
     return (*parts, member.relative_path)
 
 
-def pixel_hash(path: str | os.PathLike) -> str | None:
+def pixel_hash(source) -> str | None:
+    """MD5 of the decoded pixels of a path or of encoded bytes (None when unreadable)."""
     from lookalike.images import load_image
 
     try:
-        image = load_image(path)
+        image = load_image(source)
     except ImageError:
         return None
     digest = hashlib.md5(f"{image.width}x{image.height}".encode())
@@ -234,7 +235,7 @@ def _mark_exact(index, groups: list[DuplicateGroup], details) -> None:
     def hash_of(member: Member) -> str | None:
         _, _, _, _, _, content_hash, stored = details[member.id]
         if stored is None and member.id not in new_hashes:
-            new_hashes[member.id] = pixel_hash(member.path)
+            new_hashes[member.id] = pixel_hash(index.read(member.relative_path))
         return stored or new_hashes[member.id]
 
     for group in groups:
@@ -283,6 +284,8 @@ def apply_actions(groups: list[DuplicateGroup], root: Path, move_to: Path | None
                   link_to: Path | None = None, dry_run: bool = True) -> list[str]:
     """Move duplicates out of the way (`move_to`, keeping their relative paths) or lay out every group as
     symlinks for review (`link_to`). Never deletes. Returns what was (or, dry run, would be) done."""
+    if root is None:
+        raise LookalikeError("--move-to and --link-to work on local folders only")
     done = []
     for number, group in enumerate(groups, 1):
         if link_to is not None:
@@ -306,13 +309,14 @@ def apply_actions(groups: list[DuplicateGroup], root: Path, move_to: Path | None
     return done
 
 
-def thumbnail_data_uri(path: str, size: int = 200) -> str:
+def thumbnail_data_uri(source, size: int = 200) -> str:
+    """A small JPEG as a data: URI, from a path or from encoded bytes ("" when unreadable)."""
     import base64
 
     from lookalike.images import load_image
 
     try:
-        image = load_image(path, draft_size=size)
+        image = load_image(source, draft_size=size)
     except ImageError:
         return ""
     image.thumbnail((size, size))
@@ -321,8 +325,10 @@ def thumbnail_data_uri(path: str, size: int = 200) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def write_html_report(groups: list[DuplicateGroup], out_file: Path, title: str = "lookalike duplicates") -> None:
-    """A self-contained page (thumbnails embedded) with each group side by side and the keeper marked."""
+def write_html_report(groups: list[DuplicateGroup], out_file: Path, title: str = "lookalike duplicates",
+                      read=None) -> None:
+    """A self-contained page (thumbnails embedded) with each group side by side and the keeper marked.
+    `read(relative_path)` fetches images of remote sources (see `Index.read`)."""
     from html import escape
 
     cards = []
@@ -334,7 +340,8 @@ def write_html_report(groups: list[DuplicateGroup], out_file: Path, title: str =
                 " · verified" if member.verified else "")
             tiles.append(
                 f'<figure class="{"keep" if is_keeper else "dup"}"><img loading="lazy" alt="" '
-                f'src="{thumbnail_data_uri(member.path)}"><figcaption><b>{escape(badges)}</b><br>'
+                f'src="{thumbnail_data_uri(read(member.relative_path) if read else member.path)}">'
+                f'<figcaption><b>{escape(badges)}</b><br>'
                 f'{escape(member.relative_path)}<br>{member.width}×{member.height} · {member.size / 1024:.0f} KB'
                 "</figcaption></figure>"
             )

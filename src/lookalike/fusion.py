@@ -91,7 +91,7 @@ def fused_search(index, query: Query, labels: dict[int, str], image_weight: floa
     fused = image_weight * standardise(image_scores) + (1 - image_weight) * standardise(label_scores)
     top = np.argsort(-fused)[:k]
     paths = index.catalog.paths_for(ids[top].tolist())
-    return [FusedMatch(int(ids[t]), str(index.root / paths[int(ids[t])]), paths[int(ids[t])], labels[int(ids[t])],
+    return [FusedMatch(int(ids[t]), index.source.full_path(paths[int(ids[t])]), paths[int(ids[t])], labels[int(ids[t])],
                        float(fused[t]), float(image_scores[t]), float(label_scores[t])) for t in top]
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lookalike.errors import ImageError
-from lookalike.images import ScannedFile, file_digest, load_image, scan
+from lookalike.images import ScannedFile, load_image
 from lookalike.models.base import Embedder
+from lookalike.sources import open_source
 from lookalike.store.catalog import Catalog, NewImage
 
 ProgressCallback = Callable[[int, int], None]  # (done, total) of the files that need work
@@ -56,15 +57,17 @@ def default_workers() -> int:
 
 def update_index(
     catalog: Catalog,
-    root: str | os.PathLike,
+    root,
     embedder: Embedder | Callable[[], Embedder],
     batch_size: int = 32,
     include_hidden: bool = False,
     progress: ProgressCallback | None = None,
     workers: int | None = None,
 ) -> UpdateReport:
+    """`root` is a folder, a URL, or a source from `lookalike.sources.open_source`."""
+    source = root if hasattr(root, "scan") else open_source(root)
     report = UpdateReport()
-    scanned = scan(root, include_hidden=include_hidden)
+    scanned = source.scan(include_hidden=include_hidden)
     report.skipped.extend(scanned.problems)
     known = catalog.rows()
     skipped_before = catalog.skipped()
@@ -83,7 +86,7 @@ def update_index(
     gone = {path: row for path, row in known.items() if path not in present and path not in unreadable}
 
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        hashes = dict(zip(candidates, pool.map(_digest_or_reason, candidates), strict=True))
+        hashes = dict(zip(candidates, pool.map(lambda f: _digest_or_reason(source, f), candidates), strict=True))
         to_embed = _apply_cheap_changes(catalog, known, gone, candidates, hashes, report)
         if to_embed and callable(embedder):  # a provider: load the model only when something needs it
             embedder = embedder()
@@ -91,7 +94,8 @@ def update_index(
         if progress:
             progress(0, total)
         done = 0
-        for batch in prepare_batches(pool, to_embed, embedder, batch_size, path_of=lambda f: f.path):
+        for batch in prepare_batches(pool, to_embed, embedder, batch_size,
+                                     path_of=lambda f: source.image_input(f.relpath)):
             _commit_batch(catalog, embedder, batch, known, hashes, report)
             done += len(batch)
             if progress:
@@ -109,9 +113,9 @@ def update_index(
     return report
 
 
-def _digest_or_reason(file: ScannedFile) -> str:
+def _digest_or_reason(source, file: ScannedFile) -> str:
     try:
-        return file_digest(file.path)
+        return source.digest(file)
     except OSError as exc:
         return "!" + ("permission denied" if isinstance(exc, PermissionError) else str(exc.strerror or exc))
 
@@ -158,6 +162,8 @@ def prepare_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, b
             return Prepared(item, embedder.prepare(image), image.info["original_size"])
         except ImageError as exc:
             return Prepared(item, error=str(exc))
+        except OSError as exc:  # a remote read that failed after its retries
+            return Prepared(item, error=f"could not read: {exc}")
         except Exception as exc:  # a decoder bug on one odd file must not end the run
             return Prepared(item, error=f"could not decode: {type(exc).__name__}: {exc}")
 

@@ -188,7 +188,7 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
             paths = index.catalog.paths_for([image_id])
         if image_id not in paths:
             raise HTTPException(404, "no such image in the index")
-        image = load_image(index.root / paths[image_id], draft_size=size)
+        image = load_image(index.read(paths[image_id]), draft_size=size)
         image.thumbnail((size, size))
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=82)
