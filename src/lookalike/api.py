@@ -60,6 +60,7 @@ class IndexInfo:
     created_at: float | None
     updated_at: float | None
     preprocessing: dict
+    store: str = "embedded (SQLite + FAISS)"
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -105,6 +106,7 @@ class Index:
         model: str | None = None,
         create: bool = True,
         reindex: bool = False,
+        store: str | None = None,
     ) -> Index:
         """Open (or create) the index of `folder`, stored in `folder/.lookalike/` unless `db` says otherwise.
 
@@ -140,7 +142,10 @@ class Index:
             if folder is None:
                 raise IndexUnusableError(f"{db_file} is not a lookalike index (no folder recorded)")
             embedder = new_embedder or load_embedder(model or DEFAULT_MODEL)
-            return cls._create(db_file, location, catalog, embedder)
+            index = cls._create(db_file, location, catalog, embedder)
+            if store is not None:
+                index.use_store(store)
+            return index
         stored_remote = is_remote(stored_root) or is_url_list(stored_root)
         root = stored_root if stored_remote else str((db_file.parent / stored_root).resolve())
         if location is not None and location != root:
@@ -148,6 +153,8 @@ class Index:
                 f"the index at {db_file} belongs to {root}, not {location}; use another --db for this folder"
             )
         index = cls(db_file, root, catalog, catalog.get_meta("model"))
+        if store is not None:
+            index.use_store(store)
         if model is not None and canonical_model_id(model) != index.model_id:
             if not reindex:
                 raise IndexUnusableError(
@@ -203,10 +210,30 @@ class Index:
     def dim(self) -> int:
         return int(self.catalog.get_meta("dim"))
 
-    def vectors(self) -> VectorIndex:
-        """The search structure, reloaded when another process (or `update`) changed the catalog."""
+    def use_store(self, uri: str) -> None:
+        """Keep the vectors in an external store (e.g. milvus://host:port/collection) from now on."""
+        from lookalike.store.milvus import parse_store_uri
+
+        parse_store_uri(uri)  # refuse a malformed uri before recording it
+        with self.catalog.transaction() as conn:
+            self.catalog.set_meta(conn, store=uri)
+        self._vectors = None
+
+    def vectors(self):
+        """The search structure, reloaded when another process (or `update`) changed the catalog: the
+        embedded FAISS index, or the external store named at index time (`--store`)."""
+        store = self.catalog.get_meta("store")
+        if store:
+            from lookalike.store.milvus import MilvusVectors
+
+            with self._lock:
+                if not isinstance(self._vectors, MilvusVectors) or self._vectors.uri != store:
+                    self._vectors = MilvusVectors(store, self.dim)
+                self._vectors.sync(self.catalog)
+                return self._vectors
         with self._lock:
-            if self._vectors is None or self._vectors.generation != self.catalog.generation():
+            stale = not isinstance(self._vectors, VectorIndex)
+            if stale or self._vectors.generation != self.catalog.generation():
                 self._vectors = VectorCache(self._cache_dir()).load(self.catalog, self.dim)
             return self._vectors
 
@@ -272,6 +299,7 @@ class Index:
             images=self.catalog.count(), skipped=len(self.catalog.skipped()), size_bytes=size,
             created_at=self.catalog.get_meta("created_at"), updated_at=self.catalog.get_meta("updated_at"),
             preprocessing=self.catalog.get_meta("preprocessing", {}),
+            store=self.catalog.get_meta("store") or IndexInfo.store,
         )
 
 

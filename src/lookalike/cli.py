@@ -68,6 +68,9 @@ def index(
     reindex: Annotated[bool, typer.Option(help="Forget all vectors and embed everything with --model.")] = False,
     include_hidden: Annotated[bool, typer.Option(help="Also index hidden files and folders.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 32,
+    store: Annotated[str | None, typer.Option(
+        help="Keep vectors in Milvus: milvus://HOST:PORT/COLLECTION or milvus-lite:///PATH.db/COLLECTION "
+        "(remembered by the index). Default: the embedded FAISS store.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Index a folder (again): only new or changed files are embedded; moved files keep their vectors."""
@@ -75,7 +78,7 @@ def index(
 
     from lookalike.api import Index
 
-    with Index.open(photos_dir, db=db, model=model, reindex=reindex) as idx:
+    with Index.open(photos_dir, db=db, model=model, reindex=reindex, store=store) as idx:
         columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                    TimeRemainingColumn())
         with Progress(*columns, console=errors, transient=True, disable=as_json) as bar:
@@ -86,6 +89,7 @@ def index(
                 bar.update(task, completed=done, total=total, rate=f"{speed:.1f} files/s" if speed else "")
 
             report = idx.update(progress=progress, include_hidden=include_hidden, batch_size=batch_size)
+        idx.vectors()  # build (or sync) the search structure now rather than at the first search
         info = idx.info()
     if as_json:
         console.print_json(json.dumps({"index": str(info.db), "model": info.model, "images": info.images,
@@ -538,7 +542,7 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
     for key, value in [
         ("folder", details.root), ("index", details.db), ("model", details.model), ("dimension", details.dim),
         ("images", details.images), ("skipped files", details.skipped),
-        ("size on disk", f"{details.size_bytes / 1e6:.2f} MB"),
+        ("size on disk", f"{details.size_bytes / 1e6:.2f} MB"), ("vector store", details.store),
         ("created", when(details.created_at)), ("last update", when(details.updated_at)),
     ]:
         table.add_row(key, str(value))
