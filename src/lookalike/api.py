@@ -242,14 +242,17 @@ class Index:
 
     # -- verbs -------------------------------------------------------------------------------------
     def update(
-        self, progress: ProgressCallback | None = None, include_hidden: bool = False, batch_size: int = 32
+        self, progress: ProgressCallback | None = None, include_hidden: bool = False, batch_size: int = 32,
+        engine=None,
     ) -> UpdateReport:
-        """Embed new and changed files, reuse vectors of moved ones, drop deleted ones."""
+        """Embed new and changed files, reuse vectors of moved ones, drop deleted ones.
+
+        `engine` embeds elsewhere (e.g. `lookalike.distributed.RayEngine`); by default, in this process."""
         if not self.source.exists():
             raise IndexUnusableError(f"the indexed folder {self.source.location} is missing; nothing was changed")
         with self._lock:
             return update_index(self.catalog, self.source, lambda: self.embedder, batch_size=batch_size,
-                                include_hidden=include_hidden, progress=progress)
+                                include_hidden=include_hidden, progress=progress, engine=engine)
 
     def search(self, query: str | Query | None = None, *, image=None, text=None, k: int = 10,
                min_score: float | None = None, exact: bool = False) -> SearchResult:

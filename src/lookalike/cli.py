@@ -71,6 +71,10 @@ def index(
     store: Annotated[str | None, typer.Option(
         help="Keep vectors in Milvus: milvus://HOST:PORT/COLLECTION or milvus-lite:///PATH.db/COLLECTION "
         "(remembered by the index). Default: the embedded FAISS store.")] = None,
+    engine: Annotated[str, typer.Option(help="Where to embed: local (this process) or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start Ray here).")] = None,
+    shards: Annotated[Path | None, typer.Option(help="--engine ray: where Parquet shards go (resumable). "
+                                                "Default: next to the index.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Index a folder (again): only new or changed files are embedded; moved files keep their vectors."""
@@ -88,7 +92,16 @@ def index(
                 speed = bar.tasks[0].speed
                 bar.update(task, completed=done, total=total, rate=f"{speed:.1f} files/s" if speed else "")
 
-            report = idx.update(progress=progress, include_hidden=include_hidden, batch_size=batch_size)
+            runner = None
+            if engine == "ray":
+                from lookalike.distributed import RayEngine
+
+                runner = RayEngine(shards or idx.db_file.parent / f"{idx.db_file.stem}.shards", address=ray_address,
+                                   batch_size=batch_size)
+            elif engine != "local":
+                raise LookalikeError(f"unknown engine '{engine}': choose local or ray")
+            report = idx.update(progress=progress, include_hidden=include_hidden, batch_size=batch_size,
+                                engine=runner)
         idx.vectors()  # build (or sync) the search structure now rather than at the first search
         info = idx.info()
     if as_json:

@@ -44,6 +44,16 @@ class UpdateReport:
 
 
 @dataclass
+class Embedded:
+    """One file after the model: its vector, or why it has none."""
+
+    key: object
+    vector: np.ndarray | None
+    size: tuple[int, int] = (0, 0)
+    error: str | None = None
+
+
+@dataclass
 class Prepared:
     key: object  # whatever the caller tracks the image by (a ScannedFile, a path)
     array: np.ndarray | None = None
@@ -63,6 +73,7 @@ def update_index(
     include_hidden: bool = False,
     progress: ProgressCallback | None = None,
     workers: int | None = None,
+    engine=None,
 ) -> UpdateReport:
     """`root` is a folder, a URL, or a source from `lookalike.sources.open_source`."""
     source = root if hasattr(root, "scan") else open_source(root)
@@ -94,9 +105,13 @@ def update_index(
         if progress:
             progress(0, total)
         done = 0
-        for batch in prepare_batches(pool, to_embed, embedder, batch_size,
-                                     path_of=lambda f: source.image_input(f.relpath)):
-            _commit_batch(catalog, embedder, batch, known, hashes, report)
+        if engine is not None and to_embed:  # e.g. RayEngine: embedding elsewhere, committing here
+            batches = engine(to_embed, source, embedder.id)
+        else:
+            batches = embedded_batches(pool, to_embed, embedder, batch_size,
+                                       path_of=lambda f: source.image_input(f.relpath))
+        for batch in batches:
+            _commit_batch(catalog, batch, known, hashes, report)
             done += len(batch)
             if progress:
                 progress(done, total)
@@ -170,15 +185,22 @@ def prepare_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, b
     return _batches(_bounded_map(pool, prepare, items, window=4 * batch_size), batch_size)
 
 
+def embedded_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, batch_size: int,
+                     path_of: Callable = lambda item: item) -> Iterator[list[Embedded]]:
+    """Threads decode the next batch while the model embeds this one."""
+    for batch in prepare_batches(pool, items, embedder, batch_size, path_of):
+        good = [item for item in batch if item.error is None]
+        vectors = iter(embedder.embed_prepared(np.stack([item.array for item in good])) if good else [])
+        yield [Embedded(item.key, None, error=item.error) if item.error else
+               Embedded(item.key, next(vectors), item.size) for item in batch]
+
+
 def embed_files(items: list, embedder: Embedder, batch_size: int = 32, workers: int | None = None,
                 path_of: Callable = lambda item: item) -> Iterator[tuple[object, np.ndarray | None, str | None]]:
     """(item, vector, None) or (item, None, reason) for files embedded but not stored (queries, examples)."""
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        for batch in prepare_batches(pool, list(items), embedder, batch_size, path_of):
-            good = [item for item in batch if item.error is None]
-            vectors = iter(embedder.embed_prepared(np.stack([item.array for item in good])) if good else [])
-            for item in batch:
-                yield (item.key, None, item.error) if item.error else (item.key, next(vectors), None)
+        for batch in embedded_batches(pool, list(items), embedder, batch_size, path_of):
+            yield from ((e.key, e.vector, e.error) for e in batch)
 
 
 def _bounded_map(pool: ThreadPoolExecutor, function, items: list, window: int) -> Iterator:
@@ -203,13 +225,12 @@ def _batches(items: Iterator[Prepared], size: int) -> Iterator[list[Prepared]]:
         yield batch
 
 
-def _commit_batch(catalog, embedder, batch: list[Prepared], known, hashes, report: UpdateReport) -> None:
+def _commit_batch(catalog, batch: list[Embedded], known, hashes, report: UpdateReport) -> None:
     good = [item for item in batch if item.error is None]
-    vectors = embedder.embed_prepared(np.stack([item.array for item in good])) if good else []
     report.embedded += len(good)
     with catalog.transaction() as conn:
-        for item, vector in zip(good, vectors, strict=True):
-            file = item.key
+        for item in good:
+            file, vector = item.key, item.vector
             catalog.insert(conn, NewImage(file.relpath, file.size, file.mtime_ns, hashes[file],
                                           item.size[0], item.size[1], vector))
             if file.relpath in known:
