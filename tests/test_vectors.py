@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from lookalike.store.catalog import Catalog, NewImage
 from lookalike.store.vectors import VectorCache, VectorIndex
@@ -107,3 +108,26 @@ def test_additions_are_appended_and_replacements_rebuild(tmp_path, monkeypatch):
     assert built == [1] and len(rebuilt) == 35
     found = rebuilt.search(new_vector[None], 1, exact=True)
     assert catalog.paths_for(found.ids[0]) == {int(found.ids[0][0]): "3.png"}
+
+
+def test_large_index_mode_fits_a_memory_budget(monkeypatch):
+    from lookalike.store.vectors import large_index_layout
+
+    monkeypatch.setenv("LOOKALIKE_MEMORY_BUDGET", "2M")  # HNSW would need ~2.9 MB
+    latent = np.random.default_rng(5).standard_normal((16, 64)).astype(np.float32)
+    rng = np.random.default_rng(6)
+    vectors = rng.standard_normal((20000, 16)).astype(np.float32) @ latent + 0.3 * rng.standard_normal((20000, 64))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    index = VectorIndex.build(np.arange(20000) + 7, vectors, generation=1, exact_limit=1000)
+    assert index.large
+    queries = vectors[:50] + 0.01
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10] + 7
+    found = index.search(queries, 10)
+    assert found.method.startswith("ivfpq")
+    recall = np.mean([len(set(a) & set(t)) / 10 for a, t in zip(found.ids, truth, strict=True)])
+    assert recall >= 0.9
+    assert index.search(queries, 10, exact=True).method == "exact"
+    nlist, m = large_index_layout(20000, 64, 2 * 2**20)
+    assert nlist * 64 * 4 + 20000 * (m + 16) <= 2 * 2**20
+    with pytest.raises(ValueError, match="cannot hold"):
+        large_index_layout(10_000_000, 512, 2**20)

@@ -22,6 +22,49 @@ from lookalike.store.catalog import Catalog
 EXACT_LIMIT = int(os.environ.get("LOOKALIKE_EXACT_LIMIT", 50_000))
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 40
+HNSW_BYTES_PER_DIM = 2.3  # float16 vectors plus the graph: ~1,168 bytes per 512-d image
+TRAINING_SAMPLE = 200_000
+
+
+def memory_budget() -> int | None:
+    """LOOKALIKE_MEMORY_BUDGET (bytes, or with a G/M suffix): past it, large-index mode (IVF-PQ) is used."""
+    value = os.environ.get("LOOKALIKE_MEMORY_BUDGET", "").strip().upper()
+    if not value:
+        return None
+    scale = {"G": 2**30, "M": 2**20, "K": 2**10}.get(value[-1], 1)
+    return int(float(value.rstrip("GMK")) * scale)
+
+
+def large_index_layout(count: int, dim: int, budget: int) -> tuple[int, int]:
+    """(nlist, PQ bytes per vector) that fit `budget` in RAM, autofaiss-style: the PQ codes take what the
+    budget leaves after the coarse centroids; the float16 vectors for re-ranking stay on disk (memory-mapped)."""
+    nlist = int(min(65536, max(64, 4 * np.sqrt(count))))
+    available = budget - nlist * dim * 4
+    per_vector = available / max(count, 1)
+    for m in (128, 96, 64, 48, 32, 24, 16, 8):
+        if dim % m == 0 and m + 16 <= per_vector:  # + ids and list overhead
+            return nlist, m
+    raise ValueError(f"a memory budget of {budget:,} bytes cannot hold {count:,} vectors even at 8 bytes each")
+
+
+def build_large_index(vectors, dim: int, budget: int, chunk: int = 500_000):
+    """IVF-PQ trained on a sample, with a float16 re-ranking store (IndexRefine): `vectors` is an array or a
+    callable(start, stop) producing rows, so 10M vectors never need to be in RAM at once."""
+    import faiss
+
+    count = len(vectors) if not callable(vectors) else vectors.count
+    nlist, m = large_index_layout(count, dim, budget)
+    rows = vectors if not callable(vectors) else None
+    sample = (rows[:TRAINING_SAMPLE] if rows is not None else vectors(0, min(count, TRAINING_SAMPLE)))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+    refine = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexRefine(ivf, refine)
+    for start in range(0, count, chunk):
+        block = rows[start:start + chunk] if rows is not None else vectors(start, min(count, start + chunk))
+        index.add(np.ascontiguousarray(block, dtype=np.float32))
+    return index
 
 
 @dataclass
@@ -54,13 +97,21 @@ class VectorIndex:
 
     @property
     def approximate(self) -> bool:
-        return hasattr(self.index, "hnsw")
+        return hasattr(self.index, "hnsw") or hasattr(self.index, "k_factor")
+
+    @property
+    def large(self) -> bool:
+        return hasattr(self.index, "k_factor")
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, generation: int, epoch: int = 0,
               exact_limit: int | None = None) -> VectorIndex:
         limit = EXACT_LIMIT if exact_limit is None else exact_limit
-        index = _new_faiss_index(vectors.shape[1], approximate=len(ids) > limit)
+        budget = memory_budget()
+        dim = vectors.shape[1]
+        if budget is not None and len(ids) > limit and len(ids) * dim * HNSW_BYTES_PER_DIM > budget:
+            return cls(np.asarray(ids, dtype=np.int64), build_large_index(vectors, dim, budget), generation, epoch)
+        index = _new_faiss_index(dim, approximate=len(ids) > limit)
         built = cls(np.zeros(0, np.int64), index, generation, epoch)
         built.add(np.asarray(ids, dtype=np.int64), vectors)
         return built
@@ -79,11 +130,21 @@ class VectorIndex:
         if k == 0:
             empty = np.zeros((len(queries), 0))
             return Neighbours(empty.astype(np.int64), empty.astype(np.float32), "exact")
-        if self.approximate and not exact:
+        if self.large and not exact:
+            nlist = faiss.downcast_index(self.index.base_index).nlist
+            nprobe = min(nlist, max(64, nlist // 5))  # embeddings spread over many lists: probe a fifth
+            params = faiss.IndexRefineSearchParameters(k_factor=8, base_index_params=faiss.SearchParametersIVF(
+                nprobe=nprobe))
+            scores, positions = self.index.search(queries, k, params=params)
+            method = f"ivfpq(nprobe={nprobe}, refine=fp16)"
+        elif self.approximate and not exact:
             ef = ef or max(2 * k, 256 if len(self.ids) < 500_000 else 512)  # keeps recall@10 ≥ ~0.95
             params = faiss.SearchParametersHNSW(efSearch=ef)
             scores, positions = self.index.search(queries, k, params=params)
             method = f"hnsw(ef={ef})"
+        elif self.large:
+            scores, positions = faiss.downcast_index(self.index.refine_index).search(queries, k)
+            method = "exact"
         else:
             flat = faiss.downcast_index(self.index.storage) if self.approximate else self.index
             scores, positions = flat.search(queries, k)
@@ -108,7 +169,7 @@ class VectorCache:
             return cached
         ids, vectors, (generation, epoch) = catalog.all_vectors(dim)
         appendable = (cached is not None and cached.epoch == epoch and len(cached.ids) <= len(ids)
-                      and cached.approximate == (len(ids) > EXACT_LIMIT))
+                      and not cached.large and cached.approximate == (len(ids) > EXACT_LIMIT))
         if appendable:  # nothing deleted or replaced since: append the new vectors
             new = ~np.isin(ids, cached.ids)
             cached.add(ids[new], vectors[new])
