@@ -48,8 +48,9 @@ def large_index_layout(count: int, dim: int, budget: int) -> tuple[int, int]:
 
 
 def build_large_index(vectors, dim: int, budget: int, chunk: int = 500_000):
-    """IVF-PQ trained on a sample, with a float16 re-ranking store (IndexRefine): `vectors` is an array or a
-    callable(start, stop) producing rows, so 10M vectors never need to be in RAM at once."""
+    """IVF-PQ trained on a sample; `vectors` is an array or a callable(start, stop) producing rows, so 10M
+    vectors never need to be in RAM at once. Candidates are re-ranked with the exact float16 vectors, which
+    stay on disk (a memory-mapped .npy next to the index)."""
     import faiss
 
     count = len(vectors) if not callable(vectors) else vectors.count
@@ -57,10 +58,8 @@ def build_large_index(vectors, dim: int, budget: int, chunk: int = 500_000):
     rows = vectors if not callable(vectors) else None
     sample = (rows[:TRAINING_SAMPLE] if rows is not None else vectors(0, min(count, TRAINING_SAMPLE)))
     quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-    ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
-    refine = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-    index = faiss.IndexRefine(ivf, refine)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
     for start in range(0, count, chunk):
         block = rows[start:start + chunk] if rows is not None else vectors(start, min(count, start + chunk))
         index.add(np.ascontiguousarray(block, dtype=np.float32))
@@ -86,22 +85,23 @@ def _new_faiss_index(dim: int, approximate: bool):
 
 
 class VectorIndex:
-    def __init__(self, ids: np.ndarray, index, generation: int, epoch: int = 0) -> None:
+    def __init__(self, ids: np.ndarray, index, generation: int, epoch: int = 0, rerank=None) -> None:
         self.ids = ids
         self.index = index
         self.generation = generation
         self.epoch = epoch
+        self.rerank = rerank  # large-index mode: exact float16 vectors by position (memory-mapped when loaded)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def approximate(self) -> bool:
-        return hasattr(self.index, "hnsw") or hasattr(self.index, "k_factor")
+        return hasattr(self.index, "hnsw") or self.large
 
     @property
     def large(self) -> bool:
-        return hasattr(self.index, "k_factor")
+        return self.rerank is not None
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, generation: int, epoch: int = 0,
@@ -110,7 +110,8 @@ class VectorIndex:
         budget = memory_budget()
         dim = vectors.shape[1]
         if budget is not None and len(ids) > limit and len(ids) * dim * HNSW_BYTES_PER_DIM > budget:
-            return cls(np.asarray(ids, dtype=np.int64), build_large_index(vectors, dim, budget), generation, epoch)
+            return cls(np.asarray(ids, dtype=np.int64), build_large_index(vectors, dim, budget), generation, epoch,
+                       rerank=np.asarray(vectors, dtype=np.float16))
         index = _new_faiss_index(dim, approximate=len(ids) > limit)
         built = cls(np.zeros(0, np.int64), index, generation, epoch)
         built.add(np.asarray(ids, dtype=np.int64), vectors)
@@ -130,27 +131,46 @@ class VectorIndex:
         if k == 0:
             empty = np.zeros((len(queries), 0))
             return Neighbours(empty.astype(np.int64), empty.astype(np.float32), "exact")
-        if self.large and not exact:
-            nlist = faiss.downcast_index(self.index.base_index).nlist
-            nprobe = min(nlist, max(64, nlist // 5))  # embeddings spread over many lists: probe a fifth
-            params = faiss.IndexRefineSearchParameters(k_factor=8, base_index_params=faiss.SearchParametersIVF(
-                nprobe=nprobe))
-            scores, positions = self.index.search(queries, k, params=params)
-            method = f"ivfpq(nprobe={nprobe}, refine=fp16)"
+        if self.large:
+            scores, positions, method = self._search_large(queries, k, exact)
         elif self.approximate and not exact:
             ef = ef or max(2 * k, 256 if len(self.ids) < 500_000 else 512)  # keeps recall@10 ≥ ~0.95
             params = faiss.SearchParametersHNSW(efSearch=ef)
             scores, positions = self.index.search(queries, k, params=params)
             method = f"hnsw(ef={ef})"
-        elif self.large:
-            scores, positions = faiss.downcast_index(self.index.refine_index).search(queries, k)
-            method = "exact"
         else:
             flat = faiss.downcast_index(self.index.storage) if self.approximate else self.index
             scores, positions = flat.search(queries, k)
             method = "exact"
         ids = np.where(positions >= 0, self.ids[np.maximum(positions, 0)], -1)
         return Neighbours(ids, np.clip(scores, -1.0, 1.0), method)
+
+
+    def _search_large(self, queries: np.ndarray, k: int, exact: bool):
+        """IVF-PQ proposes 8·k candidates; their float16 vectors (read from disk) decide the order."""
+        import faiss
+
+        if exact:  # stream the memory-mapped vectors
+            best_scores = np.full((len(queries), k), -np.inf, np.float32)
+            best = np.zeros((len(queries), k), np.int64)
+            for start in range(0, len(self.rerank), 262_144):
+                block = np.asarray(self.rerank[start:start + 262_144], dtype=np.float32) @ queries.T
+                scores = np.concatenate([best_scores, block.T], axis=1)
+                positions = np.concatenate([best, np.arange(start, start + len(block))[None].repeat(len(queries), 0)],
+                                           axis=1)
+                order = np.argsort(-scores, axis=1)[:, :k]
+                best_scores, best = np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
+            return best_scores, best, "exact"
+        nprobe = min(self.index.nlist, max(64, self.index.nlist // 5))  # embeddings spread: probe a fifth
+        _, candidates = self.index.search(queries, 8 * k, params=faiss.SearchParametersIVF(nprobe=nprobe))
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        positions = np.full((len(queries), k), -1, np.int64)
+        for row, found in enumerate(candidates):
+            found = np.unique(found[found >= 0])
+            exact_scores = np.asarray(self.rerank[found], dtype=np.float32) @ queries[row]
+            order = np.argsort(-exact_scores)[:k]
+            scores[row, :len(order)], positions[row, :len(order)] = exact_scores[order], found[order]
+        return scores, positions, f"ivfpq(nprobe={nprobe}, rerank=fp16)"
 
 
 class VectorCache:
@@ -161,6 +181,7 @@ class VectorCache:
         self.index_file = self.directory / "vectors.faiss"
         self.ids_file = self.directory / "vectors.ids.npy"
         self.state_file = self.directory / "vectors.json"
+        self.rerank_file = self.directory / "vectors.f16.npy"
 
     def load(self, catalog: Catalog, dim: int) -> VectorIndex:
         generation = catalog.generation()
@@ -190,11 +211,12 @@ class VectorCache:
             except RuntimeError:  # index types that cannot be memory-mapped
                 index = faiss.read_index(str(self.index_file))
             ids = np.load(self.ids_file)
+            rerank = np.load(self.rerank_file, mmap_mode="r") if state.get("large") else None
         except (OSError, ValueError, KeyError, RuntimeError):
             return None
         if index.ntotal != len(ids) or state.get("count") != len(ids):
             return None
-        return VectorIndex(ids, index, state["generation"], state.get("epoch", 0))
+        return VectorIndex(ids, index, state["generation"], state.get("epoch", 0), rerank)
 
     def _write(self, vectors: VectorIndex) -> None:
         """Write-then-rename, so a reader or a crash never sees a half-written cache."""
@@ -206,7 +228,12 @@ class VectorCache:
             faiss.write_index(vectors.index, str(self.index_file) + suffix)
             with open(str(self.ids_file) + suffix, "wb") as f:
                 np.save(f, vectors.ids)
-            state = {"generation": vectors.generation, "epoch": vectors.epoch, "count": len(vectors.ids)}
+            if vectors.large:
+                with open(str(self.rerank_file) + suffix, "wb") as f:
+                    np.save(f, np.asarray(vectors.rerank, dtype=np.float16))
+                os.replace(str(self.rerank_file) + suffix, self.rerank_file)
+            state = {"generation": vectors.generation, "epoch": vectors.epoch, "count": len(vectors.ids),
+                     "large": vectors.large}
             Path(str(self.state_file) + suffix).write_text(json.dumps(state))
             os.replace(str(self.index_file) + suffix, self.index_file)
             os.replace(str(self.ids_file) + suffix, self.ids_file)
