@@ -95,6 +95,7 @@ def measure(args, vectors, index, nlist, m, build, rss_before_search) -> None:
         order = np.argsort(-merged_scores, axis=1)[:, :10]
         scores, truth = np.take_along_axis(merged_scores, order, 1), np.take_along_axis(merged_ids, order, 1)
     latencies, found = [], []
+    rss_before_search = current_rss_gib()  # after the exact ground truth, which streams all vectors itself
     for query in queries:
         t = time.perf_counter()
         result = vectors.search(query[None], 10)
@@ -102,8 +103,8 @@ def measure(args, vectors, index, nlist, m, build, rss_before_search) -> None:
         latencies.append((time.perf_counter() - t) * 1000)
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     print(f"  build {build:.0f} s; in-RAM search structure {in_ram / args.n:.0f} bytes/image; RSS "
-          f"{rss_before_search:.2f} GiB before the queries, {current_rss_gib():.2f} GiB after (the float16 vectors "
-          f"are read from the memory-mapped file only for the candidates)")
+          f"{rss_before_search:.2f} GiB before the {args.queries} queries, {current_rss_gib():.2f} GiB after "
+          "(float16 vectors are read from the memory-mapped file only for each query's candidates)")
     print(f"  p50 {np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms, "
           f"recall@10 {recall:.3f} ({result.method})")
     from lookalike.store.vectors import HNSW_BYTES_PER_DIM
