@@ -162,6 +162,7 @@ class VectorIndex:
                 best_scores, best = np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
             return best_scores, best, "exact"
         nprobe = min(self.index.nlist, max(64, self.index.nlist // 5))  # embeddings spread: probe a fifth
+        self.index.use_precomputed_table = -1  # its nlist×m×256 float table would break the memory budget
         _, candidates = self.index.search(queries, 8 * k, params=faiss.SearchParametersIVF(nprobe=nprobe))
         scores = np.full((len(queries), k), -np.inf, np.float32)
         positions = np.full((len(queries), k), -1, np.int64)
