@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import shutil
@@ -217,15 +216,13 @@ def keeper_key(member: Member, keep: Sequence[str]) -> tuple:
 
 def pixel_hash(source) -> str | None:
     """MD5 of the decoded pixels of a path or of encoded bytes (None when unreadable)."""
+    from lookalike.compare import pixel_md5
     from lookalike.images import load_image
 
     try:
-        image = load_image(source)
+        return pixel_md5(load_image(source))
     except ImageError:
         return None
-    digest = hashlib.md5(f"{image.width}x{image.height}".encode())
-    digest.update(image.tobytes())
-    return digest.hexdigest()
 
 
 def _mark_exact(index, groups: list[DuplicateGroup], details) -> None:
