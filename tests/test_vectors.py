@@ -60,7 +60,7 @@ def test_a_corrupt_cache_is_rebuilt(tmp_path):
     assert len(cache.load(catalog, 8)) == 1
 
 
-def test_hnsw_above_the_exact_limit_with_exact_fallback_from_the_same_memory():
+def test_pq_rerank_above_the_exact_limit_with_exact_fallback_from_the_same_memory():
     vectors = _unit(3000, 32, seed=3)
     index = VectorIndex.build(np.arange(3000), vectors, generation=1, exact_limit=1000)
     assert index.approximate
@@ -68,7 +68,7 @@ def test_hnsw_above_the_exact_limit_with_exact_fallback_from_the_same_memory():
     truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     approximate = index.search(queries, 10)
     exact = index.search(queries, 10, exact=True)
-    assert approximate.method.startswith("hnsw") and exact.method == "exact"
+    assert approximate.method.startswith("pq-rerank") and exact.method == "exact"
     recall = np.mean([len(set(a) & set(t)) / 10 for a, t in zip(approximate.ids, truth, strict=True)])
     exact_recall = np.mean([len(set(a) & set(t)) / 10 for a, t in zip(exact.ids, truth, strict=True)])
     assert recall >= 0.9 and exact_recall >= 0.98
@@ -113,7 +113,7 @@ def test_additions_are_appended_and_replacements_rebuild(tmp_path, monkeypatch):
 def test_large_index_mode_fits_a_memory_budget(monkeypatch):
     from lookalike.store.vectors import large_index_layout
 
-    monkeypatch.setenv("LOOKALIKE_MEMORY_BUDGET", "2M")  # HNSW would need ~2.9 MB
+    monkeypatch.setenv("LOOKALIKE_MEMORY_BUDGET", "2M")  # the default structure would need ~2.8 MB
     latent = np.random.default_rng(5).standard_normal((16, 64)).astype(np.float32)
     rng = np.random.default_rng(6)
     vectors = rng.standard_normal((20000, 16)).astype(np.float32) @ latent + 0.3 * rng.standard_normal((20000, 64))
@@ -131,3 +131,65 @@ def test_large_index_mode_fits_a_memory_budget(monkeypatch):
     assert nlist * 64 * 4 + 20000 * (m + 16) <= 2 * 2**20
     with pytest.raises(ValueError, match="cannot hold"):
         large_index_layout(10_000_000, 512, 2**20)
+
+
+def test_growth_past_double_the_training_set_retrains_the_codebooks(tmp_path, monkeypatch):
+    import lookalike.store.vectors as module
+
+    monkeypatch.setattr(module, "EXACT_LIMIT", 10)
+    catalog = Catalog(tmp_path / "index.db")
+    _fill(catalog, _unit(40, 8))
+    cache = VectorCache(tmp_path / "cache")
+    assert cache.load(catalog, 8).trained_count == 40
+    _fill(catalog, _unit(40, 8, seed=2), start=40)
+    assert cache.load(catalog, 8).trained_count == 40  # 80 ≤ 2 × 40: appended with the same codebooks
+    _fill(catalog, _unit(1, 8, seed=3), start=80)
+    reloaded = cache.load(catalog, 8)
+    assert reloaded.trained_count == 81 and len(reloaded) == 81
+    assert VectorCache(tmp_path / "cache")._read().trained_count == 81  # persisted with the cache
+
+
+def test_the_rerank_pool_is_tuned_to_the_collection():
+    rng = np.random.default_rng(7)
+    clustered = rng.standard_normal((8000, 8)).astype(np.float32) @ rng.standard_normal((8, 64)).astype(np.float32)
+    clustered += 0.2 * rng.standard_normal((8000, 64)).astype(np.float32)
+    clustered /= np.linalg.norm(clustered, axis=1, keepdims=True)
+    structureless = _unit(8000, 64, seed=8)
+    tuned = {}
+    for name, vectors in {"clustered": clustered, "structureless": structureless}.items():
+        index = VectorIndex.build(np.arange(8000), vectors, generation=1, exact_limit=1000)
+        tuned[name] = index.candidates
+        queries = vectors[:40] + 0.05 * _unit(40, 64, seed=9)  # held out: near, not equal to, stored images
+        truth = np.argsort(-(queries @ vectors.astype(np.float16).astype(np.float32).T), axis=1)[:, :10]
+        found = index.search(queries, 10)
+        assert found.method == f"pq-rerank(candidates={max(200, index.candidates)})"
+        assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.ids, truth, strict=True)]) >= 0.9
+    assert tuned["clustered"] < tuned["structureless"]
+
+
+def test_large_index_mode_streams_from_the_catalog_and_reloads_memory_mapped(tmp_path, monkeypatch):
+    import lookalike.store.vectors as module
+
+    monkeypatch.setattr(module, "EXACT_LIMIT", 100)
+    monkeypatch.setenv("LOOKALIKE_MEMORY_BUDGET", "300K")  # 3000 × 64-d would need ~410 KB by default
+    rng = np.random.default_rng(12)
+    vectors = rng.standard_normal((3000, 8)).astype(np.float32) @ rng.standard_normal((8, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    catalog = Catalog(tmp_path / "index.db")
+    _fill(catalog, vectors)
+    all_vectors = []
+    monkeypatch.setattr(Catalog, "all_vectors", lambda *a: all_vectors.append(1))  # must not be needed
+    cache = VectorCache(tmp_path / "cache")
+    built = cache.load(catalog, 64)
+    assert built.large and isinstance(built.rerank, np.memmap) and all_vectors == []
+    assert 16 <= built.nprobe <= built.index.nlist
+    assert not list(cache.directory.glob("*.tmp*"))  # the staged float16 file became the cache's own
+    reloaded = VectorCache(tmp_path / "cache")._read()
+    assert reloaded.nprobe == built.nprobe and isinstance(reloaded.rerank, np.memmap)
+    queries = vectors[:30] + 0.02 * _unit(30, 64, seed=13)
+    stored = vectors.astype(np.float16).astype(np.float32)
+    truth = np.argsort(-(queries @ stored.T), axis=1)[:, :10] + 1  # catalog ids start at 1
+    found = reloaded.search(queries, 10)
+    assert found.method == f"ivfpq(nprobe={built.nprobe}, rerank=fp16)"
+    assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.ids, truth, strict=True)]) >= 0.9
+    np.testing.assert_array_equal(reloaded.search(queries, 10, exact=True).ids, truth)

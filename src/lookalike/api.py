@@ -258,7 +258,8 @@ class Index:
                min_score: float | None = None, exact: bool = False) -> SearchResult:
         """Top-k images for a query: an image (path, URL, bytes, PIL), a text, or a query expression.
 
-        Large collections are searched with an HNSW graph; `exact=True` forces an exhaustive search."""
+        Large collections are searched approximately (PQ fast-scan + float16 re-ranking); `exact=True` forces an
+        exhaustive search."""
         query = make_query(image=image, text=text, query=query)
         return self.search_many([query], k=k, min_score=min_score, exact=exact)[0]
 

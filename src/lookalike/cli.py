@@ -128,7 +128,7 @@ def search(
         "or searched on its own when no QUERY is given.")] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many results per query.")] = 10,
     min_score: Annotated[float | None, typer.Option(help="Drop results below this cosine similarity.")] = None,
-    exact: Annotated[bool, typer.Option(help="Exhaustive search even where the index uses HNSW (> 50k images).")]
+    exact: Annotated[bool, typer.Option(help="Exhaustive search even where the index is approximate (> 50k images).")]
     = False,
     labels: Annotated[bool, typer.Option(
         "--labels", help="Catalogue fusion: also score each image's name (its file name, or --labels-file) "

@@ -35,7 +35,6 @@ DEFAULT_THRESHOLDS = {
 }
 FALLBACK_THRESHOLD = 0.90
 RESCUE_FLOOR = 0.30  # with verification, candidates down to this cosine are checked with local features
-DUPES_EF = 512  # a wide HNSW search: missing a duplicate costs more than the extra milliseconds
 SURE_SCORE = 0.98  # pairs this close need no geometric confirmation (and flat images have no features)
 KEEP_RULES = ("resolution", "size", "oldest", "newest", "shortest-path")
 
@@ -84,7 +83,7 @@ def candidate_pairs(vectors, matrix: np.ndarray, ids: np.ndarray, k: int, floor:
     pairs: dict[tuple[int, int], float] = {}
     for start in range(0, len(ids), chunk):
         queries = matrix[start:start + chunk].astype(np.float32)
-        found = vectors.search(queries, k + 1, ef=DUPES_EF)
+        found = vectors.search(queries, k + 1)
         positions = np.searchsorted(ids, found.ids)
         for row, (cols, scores) in enumerate(zip(positions, found.scores, strict=True)):
             a = start + row

@@ -192,6 +192,29 @@ class Catalog:
         matrix = np.frombuffer(b"".join(blobs), VECTOR_DTYPE).reshape(len(ids), dim)
         return np.asarray(ids, dtype=np.int64), matrix, generation
 
+    def export_vectors(self, target: str | Path, dim: int, chunk: int = 65_536
+                       ) -> tuple[np.ndarray, tuple[int, int]]:
+        """Writes every vector, in id order, to a float16 .npy at `target` without holding them all in RAM;
+        returns (ids, (generation, epoch)) of that consistent snapshot."""
+        self.conn.execute("BEGIN")
+        try:
+            count = self.conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+            matrix = np.lib.format.open_memmap(target, mode="w+", dtype=VECTOR_DTYPE, shape=(count, dim))
+            ids = np.zeros(count, np.int64)
+            cursor = self.conn.execute("SELECT id, vector FROM images ORDER BY id")
+            done = 0
+            while rows := cursor.fetchmany(chunk):
+                ids[done:done + len(rows)] = [image_id for image_id, _ in rows]
+                matrix[done:done + len(rows)] = np.frombuffer(b"".join(blob for _, blob in rows),
+                                                              VECTOR_DTYPE).reshape(len(rows), dim)
+                done += len(rows)
+            matrix.flush()
+            del matrix
+            generation = self.generation(), self.epoch()
+        finally:
+            self.conn.execute("COMMIT")
+        return ids, generation
+
     def insert(self, conn: sqlite3.Connection, image: NewImage) -> None:
         self._replacing(conn, image.path)
         conn.execute(

@@ -110,9 +110,10 @@ class MilvusVectors:
                                                  "max_id": int(ids.max()) if len(ids) else -1}})
         self.generation = catalog.generation()
 
-    def search(self, queries: np.ndarray, k: int, exact: bool = False, ef: int | None = None) -> Neighbours:
+    def search(self, queries: np.ndarray, k: int, exact: bool = False, candidates: int | None = None
+               ) -> Neighbours:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        params = {"metric_type": "IP", "params": {"ef": ef or max(2 * k, 128), "nprobe": 64}}
+        params = {"metric_type": "IP", "params": {"ef": candidates or max(2 * k, 128), "nprobe": 64}}
         hits = self.client.search(self.collection, data=queries.tolist(), limit=k, search_params=params,
                                   output_fields=["id"])
         ids = np.full((len(queries), k), -1, dtype=np.int64)

@@ -2,10 +2,13 @@
 
 - Small collections (≤ `EXACT_LIMIT` images): exact inner-product search over float16 vectors
   (IndexScalarQuantizer QT_fp16, 1 KB per 512-d image).
-- Larger ones: an HNSW graph over the same float16 vectors (IndexHNSWSQ, M=16: ~1.15 KB per 512-d image).
-  Its storage is the exact float16 index, so `exact=True` still answers exactly from the same memory.
-- Additions are appended to the cached structure; a deletion (rare) rebuilds it. The catalog stays the truth:
-  a missing, stale or corrupt cache is rebuilt from it.
+- Larger ones: a two-stage exhaustive search (IndexRefine). 4-bit product-quantisation codes scanned with
+  FAISS fast-scan SIMD kernels (dim/8 bytes per image) propose candidates; the float16 vectors re-rank them
+  exactly. ~1.1 KB per 512-d image, builds in seconds (no graph), and keeps recall on data with no
+  neighbourhood structure, where graphs collapse. `exact=True` searches the float16 vectors alone.
+- Additions are appended to the cached structure while the collection at most doubles since the codebooks were
+  trained; a deletion (rare) or more growth rebuilds it. The catalog stays the truth: a missing, stale or corrupt
+  cache is rebuilt from it.
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ import numpy as np
 from lookalike.store.catalog import Catalog
 
 EXACT_LIMIT = int(os.environ.get("LOOKALIKE_EXACT_LIMIT", 50_000))
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 40
-HNSW_BYTES_PER_DIM = 2.3  # float16 vectors plus the graph: ~1,168 bytes per 512-d image
+BYTES_PER_DIM = 2.15  # default structure: float16 vectors, 4-bit PQ codes and ids (~1,100 bytes per 512-d image)
 TRAINING_SAMPLE = 200_000
+PQ_TRAINING_SAMPLE = 65_536  # 16 centroids per sub-quantizer need few points
+TARGET_RECALL = 0.95  # re-ranking pools are tuned on each collection to find this share of the exact top 10
+CANDIDATE_LADDER = (100, 200, 300, 500, 1000, 2000, 3000, 4000, 5000, 7000, 10_000, 20_000)
+DEFAULT_CANDIDATES = 5000  # before tuning: enough for recall@10 ≈ 0.95 at 1M even on structureless data
+MIN_CANDIDATES_PER_RESULT = 20
+TUNING_QUERIES = 256
+NPROBE_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
 def memory_budget() -> int | None:
@@ -48,56 +56,92 @@ def large_index_layout(count: int, dim: int, budget: int) -> tuple[int, int]:
 
 
 def build_large_index(vectors, dim: int, budget: int, chunk: int = 500_000):
-    """IVF-PQ trained on a sample; `vectors` is an array or a callable(start, stop) producing rows, so 10M
-    vectors never need to be in RAM at once. Candidates are re-ranked with the exact float16 vectors, which
-    stay on disk (a memory-mapped .npy next to the index)."""
+    """IVF-PQ trained on a sample. `vectors` only needs len() and row slicing (a memory-mapped .npy does), and
+    is read `chunk` rows at a time, so 10M vectors never need to be in RAM at once. Candidates are re-ranked
+    with the exact float16 vectors, which stay on disk (the memory-mapped .npy next to the index)."""
     import faiss
 
-    count = len(vectors) if not callable(vectors) else vectors.count
+    count = len(vectors)
     nlist, m = large_index_layout(count, dim, budget)
-    rows = vectors if not callable(vectors) else None
-    sample = (rows[:TRAINING_SAMPLE] if rows is not None else vectors(0, min(count, TRAINING_SAMPLE)))
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    index.train(np.ascontiguousarray(vectors[:TRAINING_SAMPLE], dtype=np.float32))
     for start in range(0, count, chunk):
-        block = rows[start:start + chunk] if rows is not None else vectors(start, min(count, start + chunk))
-        index.add(np.ascontiguousarray(block, dtype=np.float32))
+        index.add(np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
     return index
+
+
+def needs_large_index(count: int, dim: int, exact_limit: int | None = None) -> bool:
+    """True when a memory budget is set and the default structure would not fit it."""
+    budget = memory_budget()
+    limit = EXACT_LIMIT if exact_limit is None else exact_limit
+    return budget is not None and count > limit and count * dim * BYTES_PER_DIM > budget
 
 
 @dataclass
 class Neighbours:
     ids: np.ndarray  # (queries, k) catalog ids, -1 where fewer than k images exist
     scores: np.ndarray  # (queries, k) cosine similarities, best first
-    method: str  # "exact" or "hnsw(ef=…)"
+    method: str  # "exact", "pq-rerank(candidates=…)" or "ivfpq(…)"
 
 
-def _new_faiss_index(dim: int, approximate: bool):
+def _pq_subquantizers(dim: int) -> int:
+    """4 dimensions per 4-bit sub-quantizer (64 bytes for 512-d); fewer if dim is not a multiple of 4."""
+    for width in (4, 2, 1):
+        if dim % width == 0:
+            return dim // width
+    return dim
+
+
+def _new_faiss_index(dim: int, approximate: bool, training: np.ndarray | None = None):
     import faiss
 
-    if approximate:
-        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.train(np.zeros((1, dim), np.float32))  # fp16 needs no statistics
-        return index
-    return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    exact = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    if not approximate:
+        return exact
+    codes = faiss.IndexPQFastScan(dim, _pq_subquantizers(dim), 4, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexRefine(codes, exact)
+    sample = training
+    if len(sample) > PQ_TRAINING_SAMPLE:
+        sample = sample[np.random.default_rng(0).choice(len(sample), PQ_TRAINING_SAMPLE, replace=False)]
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 262_144
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, positions) of each query's k best rows by inner product, best first, by BLAS over chunks
+    (`vectors` may be a memory-mapped float16 file: only one chunk is in RAM at a time)."""
+    best_scores = np.full((len(queries), 0), -np.inf, np.float32)
+    best = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(vectors), chunk):
+        scores = np.concatenate([best_scores, queries @ np.asarray(vectors[start:start + chunk], np.float32).T], 1)
+        positions = np.concatenate([best, np.arange(start, start + scores.shape[1] - best.shape[1])[None]
+                                    .repeat(len(queries), 0)], 1)
+        keep = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else np.argsort(-scores, 1)
+        best_scores, best = np.take_along_axis(scores, keep, 1), np.take_along_axis(positions, keep, 1)
+    order = np.argsort(-best_scores, axis=1)
+    return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best, order, 1)
 
 
 class VectorIndex:
-    def __init__(self, ids: np.ndarray, index, generation: int, epoch: int = 0, rerank=None) -> None:
+    def __init__(self, ids: np.ndarray, index, generation: int, epoch: int = 0, rerank=None,
+                 trained_count: int = 0, candidates: int = DEFAULT_CANDIDATES, nprobe: int = 0) -> None:
         self.ids = ids
         self.index = index
         self.generation = generation
         self.epoch = epoch
         self.rerank = rerank  # large-index mode: exact float16 vectors by position (memory-mapped when loaded)
+        self.trained_count = trained_count  # collection size when the PQ codebooks were trained
+        self.candidates = candidates  # PQ candidates re-ranked for a top 10, tuned on the collection
+        self.nprobe = nprobe  # large-index mode: inverted lists probed, tuned on the collection (0: not yet)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def approximate(self) -> bool:
-        return hasattr(self.index, "hnsw") or self.large
+        return hasattr(self.index, "refine_index") or self.large
 
     @property
     def large(self) -> bool:
@@ -107,23 +151,62 @@ class VectorIndex:
     def build(cls, ids: np.ndarray, vectors: np.ndarray, generation: int, epoch: int = 0,
               exact_limit: int | None = None) -> VectorIndex:
         limit = EXACT_LIMIT if exact_limit is None else exact_limit
-        budget = memory_budget()
         dim = vectors.shape[1]
-        if budget is not None and len(ids) > limit and len(ids) * dim * HNSW_BYTES_PER_DIM > budget:
-            return cls(np.asarray(ids, dtype=np.int64), build_large_index(vectors, dim, budget), generation, epoch,
-                       rerank=np.asarray(vectors, dtype=np.float16))
-        index = _new_faiss_index(dim, approximate=len(ids) > limit)
-        built = cls(np.zeros(0, np.int64), index, generation, epoch)
+        if needs_large_index(len(ids), dim, limit):
+            return cls.build_large(ids, vectors, generation, epoch)
+        index = _new_faiss_index(dim, approximate=len(ids) > limit, training=vectors)
+        built = cls(np.zeros(0, np.int64), index, generation, epoch, trained_count=len(ids))
         built.add(np.asarray(ids, dtype=np.int64), vectors)
+        if built.approximate:
+            built.candidates = built.tune_candidates(vectors)
         return built
+
+    @classmethod
+    def build_large(cls, ids: np.ndarray, vectors, generation: int, epoch: int = 0) -> VectorIndex:
+        """Large-index mode; `vectors` may be a memory-mapped float16 file, which then serves the re-ranking."""
+        index = build_large_index(vectors, vectors.shape[1], memory_budget())
+        rerank = vectors if isinstance(vectors, np.memmap) else np.asarray(vectors, dtype=np.float16)
+        built = cls(np.asarray(ids, dtype=np.int64), index, generation, epoch, rerank=rerank,
+                    trained_count=len(ids))
+        built.nprobe = built._tuned(vectors, [p for p in NPROBE_LADDER if p < index.nlist] + [index.nlist],
+                                    lambda queries, k, nprobe: built._search_large(queries, k, False, nprobe)[1])
+        return built
+
+    def tune_candidates(self, vectors: np.ndarray) -> int:
+        """The smallest re-ranking pool that finds TARGET_RECALL of the exact top 10 when images of this
+        collection are the queries: clustered real embeddings need a few hundred candidates, data without
+        neighbourhood structure thousands. (FAISS AutoTune's idea, on a ladder of pool sizes.)"""
+        import faiss
+
+        def search(queries, k, candidates):
+            return self.index.search(queries, k, params=faiss.IndexRefineSearchParameters(k_factor=candidates / k))[1]
+
+        ladder = [c for c in CANDIDATE_LADDER if c < len(self.ids)] or [len(self.ids)]
+        return self._tuned(vectors, ladder, search)
+
+    def _tuned(self, vectors, ladder: list[int], search) -> int:
+        """The first setting on `ladder` whose search(queries, k, setting) positions reach TARGET_RECALL."""
+        picks = np.sort(np.random.default_rng(1).choice(len(vectors), min(TUNING_QUERIES, len(vectors)),
+                                                        replace=False))
+        queries = np.ascontiguousarray(vectors[picks], dtype=np.float32)
+        k = min(11, len(self.ids))  # the query itself plus its top 10
+        _, truth = exact_top_k(vectors, queries, k)
+        for setting in ladder:
+            found = search(queries, k, setting)
+            recall = np.mean([len((set(f) & set(t)) - {p}) / max(1, len(set(t) - {p}))
+                              for f, t, p in zip(found.tolist(), truth.tolist(), picks.tolist(), strict=True)])
+            if recall >= TARGET_RECALL:
+                return setting
+        return ladder[-1]
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, chunk: int = 65536) -> None:
         for start in range(0, len(ids), chunk):
             self.index.add(np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
         self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
 
-    def search(self, queries: np.ndarray, k: int, exact: bool = False, ef: int | None = None) -> Neighbours:
-        """Top-k by inner product; `ef` widens the HNSW search (recall up, speed down)."""
+    def search(self, queries: np.ndarray, k: int, exact: bool = False, candidates: int | None = None
+               ) -> Neighbours:
+        """Top-k by inner product; `candidates` sets how many PQ candidates are re-ranked (recall up, speed down)."""
         import faiss
 
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
@@ -134,34 +217,25 @@ class VectorIndex:
         if self.large:
             scores, positions, method = self._search_large(queries, k, exact)
         elif self.approximate and not exact:
-            ef = ef or max(2 * k, 256 if len(self.ids) < 500_000 else 512)  # keeps recall@10 ≥ ~0.95
-            params = faiss.SearchParametersHNSW(efSearch=ef)
+            candidates = candidates or max(MIN_CANDIDATES_PER_RESULT * k, self.candidates)
+            params = faiss.IndexRefineSearchParameters(k_factor=max(1.0, candidates / k))
             scores, positions = self.index.search(queries, k, params=params)
-            method = f"hnsw(ef={ef})"
+            method = f"pq-rerank(candidates={max(candidates, k)})"
         else:
-            flat = faiss.downcast_index(self.index.storage) if self.approximate else self.index
+            flat = faiss.downcast_index(self.index.refine_index) if self.approximate else self.index
             scores, positions = flat.search(queries, k)
             method = "exact"
         ids = np.where(positions >= 0, self.ids[np.maximum(positions, 0)], -1)
         return Neighbours(ids, np.clip(scores, -1.0, 1.0), method)
 
 
-    def _search_large(self, queries: np.ndarray, k: int, exact: bool):
+    def _search_large(self, queries: np.ndarray, k: int, exact: bool, nprobe: int | None = None):
         """IVF-PQ proposes 8·k candidates; their float16 vectors (read from disk) decide the order."""
         import faiss
 
         if exact:  # stream the memory-mapped vectors
-            best_scores = np.full((len(queries), k), -np.inf, np.float32)
-            best = np.zeros((len(queries), k), np.int64)
-            for start in range(0, len(self.rerank), 262_144):
-                block = np.asarray(self.rerank[start:start + 262_144], dtype=np.float32) @ queries.T
-                scores = np.concatenate([best_scores, block.T], axis=1)
-                positions = np.concatenate([best, np.arange(start, start + len(block))[None].repeat(len(queries), 0)],
-                                           axis=1)
-                order = np.argsort(-scores, axis=1)[:, :k]
-                best_scores, best = np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
-            return best_scores, best, "exact"
-        nprobe = min(self.index.nlist, max(64, self.index.nlist // 5))  # embeddings spread: probe a fifth
+            return (*exact_top_k(self.rerank, queries, k), "exact")
+        nprobe = nprobe or self.nprobe or min(self.index.nlist, max(64, self.index.nlist // 5))
         self.index.use_precomputed_table = -1  # its nlist×m×256 float table would break the memory budget
         _, candidates = self.index.search(queries, 8 * k, params=faiss.SearchParametersIVF(nprobe=nprobe))
         scores = np.full((len(queries), k), -np.inf, np.float32)
@@ -189,9 +263,14 @@ class VectorCache:
         cached = self._read()
         if cached is not None and cached.generation == generation:
             return cached
+        if needs_large_index(catalog.count(), dim):
+            built = self._build_large_from(catalog, dim)
+            self._write(built)
+            return built
         ids, vectors, (generation, epoch) = catalog.all_vectors(dim)
         appendable = (cached is not None and cached.epoch == epoch and len(cached.ids) <= len(ids)
-                      and not cached.large and cached.approximate == (len(ids) > EXACT_LIMIT))
+                      and not cached.large and cached.approximate == (len(ids) > EXACT_LIMIT)
+                      and (not cached.approximate or len(ids) <= 2 * cached.trained_count))
         if appendable:  # nothing deleted or replaced since: append the new vectors
             new = ~np.isin(ids, cached.ids)
             cached.add(ids[new], vectors[new])
@@ -201,6 +280,14 @@ class VectorCache:
         built = VectorIndex.build(ids, vectors, generation, epoch)
         self._write(built)
         return built
+
+    def _build_large_from(self, catalog: Catalog, dim: int) -> VectorIndex:
+        """Streams the catalog's vectors into the memory-mapped float16 file the index re-ranks from, then
+        builds from that file: RAM holds one chunk at a time, never the collection."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(f"{self.rerank_file}.tmp{os.getpid()}")
+        ids, (generation, epoch) = catalog.export_vectors(staging, dim)
+        return VectorIndex.build_large(ids, np.load(staging, mmap_mode="r"), generation, epoch)
 
     def _read(self) -> VectorIndex | None:
         import faiss
@@ -215,9 +302,11 @@ class VectorCache:
             rerank = np.load(self.rerank_file, mmap_mode="r") if state.get("large") else None
         except (OSError, ValueError, KeyError, RuntimeError):
             return None
-        if index.ntotal != len(ids) or state.get("count") != len(ids):
-            return None
-        return VectorIndex(ids, index, state["generation"], state.get("epoch", 0), rerank)
+        if index.ntotal != len(ids) or state.get("count") != len(ids) or hasattr(index, "hnsw"):
+            return None  # (an HNSW graph is what earlier versions built: rebuild)
+        return VectorIndex(ids, index, state["generation"], state.get("epoch", 0), rerank,
+                           state.get("trained_count", 0), state.get("candidates", DEFAULT_CANDIDATES),
+                           state.get("nprobe", 0))
 
     def _write(self, vectors: VectorIndex) -> None:
         """Write-then-rename, so a reader or a crash never sees a half-written cache."""
@@ -230,11 +319,14 @@ class VectorCache:
             with open(str(self.ids_file) + suffix, "wb") as f:
                 np.save(f, vectors.ids)
             if vectors.large:
-                with open(str(self.rerank_file) + suffix, "wb") as f:
-                    np.save(f, np.asarray(vectors.rerank, dtype=np.float16))
+                staged = getattr(vectors.rerank, "filename", None)  # streamed there by _build_large_from
+                if staged is None or Path(staged).resolve() != Path(str(self.rerank_file) + suffix).resolve():
+                    with open(str(self.rerank_file) + suffix, "wb") as f:
+                        np.save(f, np.asarray(vectors.rerank, dtype=np.float16))
                 os.replace(str(self.rerank_file) + suffix, self.rerank_file)
             state = {"generation": vectors.generation, "epoch": vectors.epoch, "count": len(vectors.ids),
-                     "large": vectors.large}
+                     "large": vectors.large, "trained_count": vectors.trained_count,
+                     "candidates": vectors.candidates, "nprobe": vectors.nprobe}
             Path(str(self.state_file) + suffix).write_text(json.dumps(state))
             os.replace(str(self.index_file) + suffix, self.index_file)
             os.replace(str(self.ids_file) + suffix, self.ids_file)
