@@ -182,14 +182,15 @@ def test_large_index_mode_streams_from_the_catalog_and_reloads_memory_mapped(tmp
     cache = VectorCache(tmp_path / "cache")
     built = cache.load(catalog, 64)
     assert built.large and isinstance(built.rerank, np.memmap) and all_vectors == []
-    assert 16 <= built.nprobe <= built.index.nlist
+    assert 8 <= built.nprobe <= built.index.nlist and built.candidates >= 50
     assert not list(cache.directory.glob("*.tmp*"))  # the staged float16 file became the cache's own
     reloaded = VectorCache(tmp_path / "cache")._read()
-    assert reloaded.nprobe == built.nprobe and isinstance(reloaded.rerank, np.memmap)
+    assert (reloaded.nprobe, reloaded.candidates) == (built.nprobe, built.candidates)
+    assert isinstance(reloaded.rerank, np.memmap)
     queries = vectors[:30] + 0.02 * _unit(30, 64, seed=13)
     stored = vectors.astype(np.float16).astype(np.float32)
     truth = np.argsort(-(queries @ stored.T), axis=1)[:, :10] + 1  # catalog ids start at 1
     found = reloaded.search(queries, 10)
-    assert found.method == f"ivfpq(nprobe={built.nprobe}, rerank=fp16)"
+    assert found.method == f"ivfpq(nprobe={built.nprobe}, candidates={built.candidates}, rerank=fp16)"
     assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.ids, truth, strict=True)]) >= 0.9
     np.testing.assert_array_equal(reloaded.search(queries, 10, exact=True).ids, truth)

@@ -31,7 +31,8 @@ CANDIDATE_LADDER = (100, 200, 300, 500, 1000, 2000, 3000, 4000, 5000, 7000, 10_0
 DEFAULT_CANDIDATES = 5000  # before tuning: enough for recall@10 ≈ 0.95 at 1M even on structureless data
 MIN_CANDIDATES_PER_RESULT = 20
 TUNING_QUERIES = 256
-NPROBE_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+NPROBE_LADDER = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+LARGE_CANDIDATE_LADDER = (50, 100, 200, 500, 1000)  # re-ranked from disk: each one is a 1 KB read
 
 
 def memory_budget() -> int | None:
@@ -168,7 +169,11 @@ class VectorIndex:
         rerank = vectors if isinstance(vectors, np.memmap) else np.asarray(vectors, dtype=np.float16)
         built = cls(np.asarray(ids, dtype=np.int64), index, generation, epoch, rerank=rerank,
                     trained_count=len(ids))
-        built.nprobe = built._tuned(vectors, [p for p in NPROBE_LADDER if p < index.nlist] + [index.nlist],
+        # first the re-ranking pool with a generous probe, then the fewest lists that keep the recall
+        generous = min(index.nlist, max(64, index.nlist // 4))
+        built.candidates = built._tuned(vectors, list(LARGE_CANDIDATE_LADDER), lambda queries, k, candidates:
+                                        built._search_large(queries, k, False, generous, candidates)[1])
+        built.nprobe = built._tuned(vectors, [p for p in NPROBE_LADDER if p < generous] + [generous],
                                     lambda queries, k, nprobe: built._search_large(queries, k, False, nprobe)[1])
         return built
 
@@ -229,23 +234,25 @@ class VectorIndex:
         return Neighbours(ids, np.clip(scores, -1.0, 1.0), method)
 
 
-    def _search_large(self, queries: np.ndarray, k: int, exact: bool, nprobe: int | None = None):
-        """IVF-PQ proposes 8·k candidates; their float16 vectors (read from disk) decide the order."""
+    def _search_large(self, queries: np.ndarray, k: int, exact: bool, nprobe: int | None = None,
+                      candidates: int | None = None):
+        """IVF-PQ proposes candidates; their float16 vectors (read from disk) decide the order."""
         import faiss
 
         if exact:  # stream the memory-mapped vectors
             return (*exact_top_k(self.rerank, queries, k), "exact")
         nprobe = nprobe or self.nprobe or min(self.index.nlist, max(64, self.index.nlist // 5))
         self.index.use_precomputed_table = -1  # its nlist×m×256 float table would break the memory budget
-        _, candidates = self.index.search(queries, 8 * k, params=faiss.SearchParametersIVF(nprobe=nprobe))
+        pool = max(k, candidates or self.candidates)
+        _, proposed = self.index.search(queries, pool, params=faiss.SearchParametersIVF(nprobe=nprobe))
         scores = np.full((len(queries), k), -np.inf, np.float32)
         positions = np.full((len(queries), k), -1, np.int64)
-        for row, found in enumerate(candidates):
+        for row, found in enumerate(proposed):
             found = np.unique(found[found >= 0])
             exact_scores = np.asarray(self.rerank[found], dtype=np.float32) @ queries[row]
             order = np.argsort(-exact_scores)[:k]
             scores[row, :len(order)], positions[row, :len(order)] = exact_scores[order], found[order]
-        return scores, positions, f"ivfpq(nprobe={nprobe}, rerank=fp16)"
+        return scores, positions, f"ivfpq(nprobe={nprobe}, candidates={pool}, rerank=fp16)"
 
 
 class VectorCache:
@@ -305,8 +312,9 @@ class VectorCache:
         if index.ntotal != len(ids) or state.get("count") != len(ids) or hasattr(index, "hnsw"):
             return None  # (an HNSW graph is what earlier versions built: rebuild)
         return VectorIndex(ids, index, state["generation"], state.get("epoch", 0), rerank,
-                           state.get("trained_count", 0), state.get("candidates", DEFAULT_CANDIDATES),
-                           state.get("nprobe", 0))
+                           state.get("trained_count", 0),
+                           state.get("candidates", LARGE_CANDIDATE_LADDER[1] if rerank is not None
+                                     else DEFAULT_CANDIDATES), state.get("nprobe", 0))
 
     def _write(self, vectors: VectorIndex) -> None:
         """Write-then-rename, so a reader or a crash never sees a half-written cache."""
