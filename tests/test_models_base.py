@@ -30,3 +30,20 @@ def test_image_only_embedder_refuses_text_with_a_remedy():
     with pytest.raises(ModalityError, match="--model clip"):
         ImageOnly().embed_texts(["a cat"])
     assert ImageOnly().embed_images([]).shape == (0, 4)
+
+
+def test_preprocess_matches_resize_then_crop_on_a_real_photo():
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut()).resize((500, 375))
+    spec = Preprocess(shortest_edge=224, crop=(224, 224), mean=(0.48145466, 0.4578275, 0.40821073),
+                      std=(0.26862954, 0.26130258, 0.27577711))
+    resized = photo.resize((299, 224), Image.Resampling.BICUBIC)  # the reference: whole image, then the crop
+    reference = np.asarray(resized.crop((37, 0, 261, 224)), np.float32).transpose(2, 0, 1) / 255
+    reference = (reference - np.asarray(spec.mean, np.float32)[:, None, None]) / np.asarray(spec.std)[:, None, None]
+    fast = spec(photo)
+    assert fast.shape == (3, 224, 224) and fast.dtype == np.float32 and fast.flags.c_contiguous
+    pixel_step = 1 / 255 / min(spec.std)
+    assert np.abs(fast - reference).mean() < 1.5 * pixel_step  # resampling rounding, not a shift
+    cosine = (fast * reference).sum() / np.linalg.norm(fast) / np.linalg.norm(reference)
+    assert cosine > 0.999

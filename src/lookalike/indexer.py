@@ -215,12 +215,16 @@ def _bounded_map(pool: ThreadPoolExecutor, function, items: list, window: int) -
 
 
 def _batches(items: Iterator[Prepared], size: int) -> Iterator[list[Prepared]]:
+    """Batches of `size`, after a ramp of smaller ones (8, 16, …): the model starts as soon as the first few
+    images are decoded instead of idling until a full batch is ready (a sixth of the run for 64 photos)."""
     batch: list[Prepared] = []
+    target = min(size, 8)
     for item in items:
         batch.append(item)
-        if len(batch) == size:
+        if len(batch) == target:
             yield batch
             batch = []
+            target = min(size, 2 * target)
     if batch:
         yield batch
 

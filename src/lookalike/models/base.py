@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -52,17 +53,26 @@ class Preprocess:
     resample: int = Image.Resampling.BICUBIC
 
     def __call__(self, image: Image.Image) -> np.ndarray:
+        """One resampling pass straight from the source pixels that survive the centre crop (Pillow's `box`),
+        then a lookup table from uint8 to normalised float32: a third of the work of resize → crop → arithmetic,
+        with the same result up to resampling rounding."""
         width, height = image.size
         scale = self.shortest_edge / min(width, height)
         new_size = (max(self.crop[1], round(width * scale)), max(self.crop[0], round(height * scale)))
-        # reducing_gap: a cheap box pre-shrink for big photos, then the proper filter; visually identical.
-        image = image.resize(new_size, self.resample, reducing_gap=3.0)
         left = (new_size[0] - self.crop[1]) // 2
         top = (new_size[1] - self.crop[0]) // 2
-        image = image.crop((left, top, left + self.crop[1], top + self.crop[0]))
-        array = np.asarray(image, dtype=np.float32) * (1 / 255)
-        array = (array - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(array.transpose(2, 0, 1))
+        scale_x, scale_y = new_size[0] / width, new_size[1] / height
+        box = (left / scale_x, top / scale_y, (left + self.crop[1]) / scale_x, (top + self.crop[0]) / scale_y)
+        # reducing_gap: a cheap box pre-shrink for big photos, then the proper filter; visually identical.
+        image = image.resize((self.crop[1], self.crop[0]), self.resample, box=box, reducing_gap=3.0)
+        channels = np.asarray(image).transpose(2, 0, 1)
+        return np.stack([self._lookup[c][channels[c]] for c in range(3)])
+
+    @cached_property
+    def _lookup(self) -> np.ndarray:
+        levels = np.arange(256, dtype=np.float32)[None] / 255
+        return ((levels - np.asarray(self.mean, np.float32)[:, None]) / np.asarray(self.std, np.float32)[:, None]
+                ).astype(np.float32)
 
     def describe(self) -> dict:
         return asdict(self)

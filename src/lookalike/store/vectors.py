@@ -47,7 +47,9 @@ def memory_budget() -> int | None:
 def large_index_layout(count: int, dim: int, budget: int) -> tuple[int, int]:
     """(nlist, PQ bytes per vector) that fit `budget` in RAM, autofaiss-style: the PQ codes take what the
     budget leaves after the coarse centroids; the float16 vectors for re-ranking stay on disk (memory-mapped)."""
-    nlist = int(min(65536, max(64, 4 * np.sqrt(count))))
+    # √n lists, rounded up to a power of two (4,096 at 10M): on a few CPU cores the k-means training and the
+    # assignment of every vector cost O(n·nlist), and the tuned nprobe recovers the recall
+    nlist = int(min(65536, max(64, 2 ** np.ceil(np.log2(max(1.0, np.sqrt(count)))))))
     available = budget - nlist * dim * 4
     per_vector = available / max(count, 1)
     for m in (128, 96, 64, 48, 32, 24, 16, 8):
@@ -170,11 +172,13 @@ class VectorIndex:
         built = cls(np.asarray(ids, dtype=np.int64), index, generation, epoch, rerank=rerank,
                     trained_count=len(ids))
         # first the re-ranking pool with a generous probe, then the fewest lists that keep the recall
-        generous = min(index.nlist, max(64, index.nlist // 4))
+        generous = min(index.nlist, max(64, index.nlist // 8))
+        few = TUNING_QUERIES // 4  # each probe scans millions of codes at 10M
         built.candidates = built._tuned(vectors, list(LARGE_CANDIDATE_LADDER), lambda queries, k, candidates:
-                                        built._search_large(queries, k, False, generous, candidates)[1])
+                                        built._search_large(queries, k, False, generous, candidates)[1], few)
         built.nprobe = built._tuned(vectors, [p for p in NPROBE_LADDER if p < generous] + [generous],
-                                    lambda queries, k, nprobe: built._search_large(queries, k, False, nprobe)[1])
+                                    lambda queries, k, nprobe: built._search_large(queries, k, False, nprobe)[1],
+                                    few)
         return built
 
     def tune_candidates(self, vectors: np.ndarray) -> int:
@@ -189,10 +193,9 @@ class VectorIndex:
         ladder = [c for c in CANDIDATE_LADDER if c < len(self.ids)] or [len(self.ids)]
         return self._tuned(vectors, ladder, search)
 
-    def _tuned(self, vectors, ladder: list[int], search) -> int:
+    def _tuned(self, vectors, ladder: list[int], search, queries: int = TUNING_QUERIES) -> int:
         """The first setting on `ladder` whose search(queries, k, setting) positions reach TARGET_RECALL."""
-        picks = np.sort(np.random.default_rng(1).choice(len(vectors), min(TUNING_QUERIES, len(vectors)),
-                                                        replace=False))
+        picks = np.sort(np.random.default_rng(1).choice(len(vectors), min(queries, len(vectors)), replace=False))
         queries = np.ascontiguousarray(vectors[picks], dtype=np.float32)
         k = min(11, len(self.ids))  # the query itself plus its top 10
         _, truth = exact_top_k(vectors, queries, k)
