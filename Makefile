@@ -13,6 +13,9 @@ install:
 
 install-test: install
 	$(PIP) install -q -e '.[samples,onnx,test]'
+	@# Azurite (Azure Blob emulator) for the az:// test, from npm
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/emulators --no-audit --no-fund --loglevel=error; \
+	else echo "(npm not found: the az:// source test will be skipped)"; fi
 
 demo: install
 	$(PYTHON) -m lookalike.samples $(DEMO)

@@ -8,6 +8,7 @@ backoff; a file that still fails is reported and skipped like a corrupt local on
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -29,7 +30,7 @@ class SourceFile:
     key: str  # what the source needs to read it (a path or URL)
     size: int
     mtime_ns: int
-    etag: str | None = None
+    content_tag: str | None = None  # from the listing: 'md5:…' or 'etag:…'
 
     @property
     def path(self) -> str:
@@ -93,8 +94,9 @@ class LocalSource:
 
 
 class FsspecSource:
-    """Any fsspec filesystem. The content hash is the object's ETag where the store gives one (S3 and
-    compatible: no download needed to notice a change), else a hash of the bytes."""
+    """Any fsspec filesystem. The content hash comes from the listing where the store gives one, so no
+    download is needed to notice a change, a move or a copy: the content MD5 (GCS `md5Hash`, Azure
+    `content_md5`), else the ETag (S3 and compatible); elsewhere it is a hash of the bytes."""
 
     is_local = False
 
@@ -132,16 +134,16 @@ class FsspecSource:
             hidden = not include_hidden and any(p.startswith(".") for p in parts)
             if hidden or any(p in JUNK_DIRS for p in parts[:-1]):
                 continue
-            etag = str(info.get("ETag") or info.get("etag") or "").strip('"') or None
-            result.files.append(SourceFile(relative, name, int(info.get("size") or 0), _mtime_ns(info), etag))
+            result.files.append(SourceFile(relative, name, int(info.get("size") or 0), _mtime_ns(info),
+                                           _listed_content_tag(info)))
         return result
 
     def _read(self, key: str) -> bytes:
         return _retrying(lambda: self.fs.cat_file(key), key)
 
     def digest(self, file: SourceFile) -> str:
-        if file.etag:
-            return "etag:" + file.etag
+        if file.content_tag:
+            return file.content_tag
         return hashlib.blake2b(self._read(file.key)).hexdigest()[:32]
 
     def image_input(self, relpath: str) -> bytes:
@@ -149,6 +151,22 @@ class FsspecSource:
 
     def full_path(self, relpath: str) -> str:
         return f"{self.location}/{relpath}"
+
+
+def _listed_content_tag(info: dict) -> str | None:
+    """'md5:<hex>' where the listing carries the content's MD5, else 'etag:<etag>', else None."""
+    md5 = info.get("md5Hash")  # GCS: base64
+    if md5:
+        try:
+            return "md5:" + base64.b64decode(md5).hex()
+        except ValueError:
+            pass
+    settings = info.get("content_settings") or {}
+    md5 = settings.get("content_md5") if isinstance(settings, dict) else getattr(settings, "content_md5", None)
+    if md5:  # Azure: bytes, when the uploader set it (the SDKs do for single-shot uploads)
+        return "md5:" + bytes(md5).hex()
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+    return "etag:" + etag if etag else None
 
 
 def _mtime_ns(info: dict) -> int:
