@@ -173,12 +173,11 @@ class VectorIndex:
                     trained_count=len(ids))
         # first the re-ranking pool with a generous probe, then the fewest lists that keep the recall
         generous = min(index.nlist, max(64, index.nlist // 8))
-        few = TUNING_QUERIES // 4  # each probe scans millions of codes at 10M
-        built.candidates = built._tuned(vectors, list(LARGE_CANDIDATE_LADDER), lambda queries, k, candidates:
-                                        built._search_large(queries, k, False, generous, candidates)[1], few)
-        built.nprobe = built._tuned(vectors, [p for p in NPROBE_LADDER if p < generous] + [generous],
-                                    lambda queries, k, nprobe: built._search_large(queries, k, False, nprobe)[1],
-                                    few)
+        tuning = built._tuning_set(vectors, TUNING_QUERIES // 4)  # each probe scans millions of codes at 10M
+        built.candidates = built._tuned(tuning, list(LARGE_CANDIDATE_LADDER), lambda queries, k, candidates:
+                                        built._search_large(queries, k, False, generous, candidates)[1])
+        built.nprobe = built._tuned(tuning, [p for p in NPROBE_LADDER if p < generous] + [generous],
+                                    lambda queries, k, nprobe: built._search_large(queries, k, False, nprobe)[1])
         return built
 
     def tune_candidates(self, vectors: np.ndarray) -> int:
@@ -191,14 +190,21 @@ class VectorIndex:
             return self.index.search(queries, k, params=faiss.IndexRefineSearchParameters(k_factor=candidates / k))[1]
 
         ladder = [c for c in CANDIDATE_LADDER if c < len(self.ids)] or [len(self.ids)]
-        return self._tuned(vectors, ladder, search)
+        return self._tuned(self._tuning_set(vectors, TUNING_QUERIES), ladder, search)
 
-    def _tuned(self, vectors, ladder: list[int], search, queries: int = TUNING_QUERIES) -> int:
-        """The first setting on `ladder` whose search(queries, k, setting) positions reach TARGET_RECALL."""
-        picks = np.sort(np.random.default_rng(1).choice(len(vectors), min(queries, len(vectors)), replace=False))
+    @staticmethod
+    def _tuning_set(vectors, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, vectors, exact top 11) of `count` images of the collection used as queries."""
+        picks = np.sort(np.random.default_rng(1).choice(len(vectors), min(count, len(vectors)), replace=False))
         queries = np.ascontiguousarray(vectors[picks], dtype=np.float32)
-        k = min(11, len(self.ids))  # the query itself plus its top 10
-        _, truth = exact_top_k(vectors, queries, k)
+        return picks, queries, exact_top_k(vectors, queries, min(11, len(vectors)))[1]
+
+    @staticmethod
+    def _tuned(tuning, ladder: list[int], search) -> int:
+        """The first setting on `ladder` whose search(queries, k, setting) finds TARGET_RECALL of each query's
+        exact top 10 (the query itself, found trivially, does not count)."""
+        picks, queries, truth = tuning
+        k = truth.shape[1]
         for setting in ladder:
             found = search(queries, k, setting)
             recall = np.mean([len((set(f) & set(t)) - {p}) / max(1, len(set(t) - {p}))
