@@ -35,6 +35,7 @@ DEFAULT_THRESHOLDS = {
 }
 FALLBACK_THRESHOLD = 0.90
 RESCUE_FLOOR = 0.30  # with verification, candidates down to this cosine are checked with local features
+DUPES_CANDIDATES_PER_RESULT = 32  # near-duplicates top the PQ ranking: no need for the tuned top-10 pool
 SURE_SCORE = 0.98  # pairs this close need no geometric confirmation (and flat images have no features)
 KEEP_RULES = ("resolution", "size", "oldest", "newest", "shortest-path")
 
@@ -83,7 +84,7 @@ def candidate_pairs(vectors, matrix: np.ndarray, ids: np.ndarray, k: int, floor:
     pairs: dict[tuple[int, int], float] = {}
     for start in range(0, len(ids), chunk):
         queries = matrix[start:start + chunk].astype(np.float32)
-        found = vectors.search(queries, k + 1)
+        found = vectors.search(queries, k + 1, candidates=DUPES_CANDIDATES_PER_RESULT * (k + 1))
         positions = np.searchsorted(ids, found.ids)
         for row, (cols, scores) in enumerate(zip(positions, found.scores, strict=True)):
             a = start + row

@@ -90,10 +90,7 @@ class Neighbours:
 
 def _pq_subquantizers(dim: int) -> int:
     """4 dimensions per 4-bit sub-quantizer (64 bytes for 512-d); fewer if dim is not a multiple of 4."""
-    for width in (4, 2, 1):
-        if dim % width == 0:
-            return dim // width
-    return dim
+    return next(dim // width for width in (4, 2, 1) if dim % width == 0)
 
 
 def _new_faiss_index(dim: int, approximate: bool, training: np.ndarray | None = None):
@@ -221,7 +218,8 @@ class VectorIndex:
 
     def search(self, queries: np.ndarray, k: int, exact: bool = False, candidates: int | None = None
                ) -> Neighbours:
-        """Top-k by inner product; `candidates` sets how many PQ candidates are re-ranked (recall up, speed down)."""
+        """Top-k by inner product; `candidates` overrides how many PQ candidates the default structure re-ranks
+        (recall up, speed down; large-index mode keeps its tuned pool)."""
         import faiss
 
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
