@@ -72,6 +72,8 @@ def test_rerun_summary_and_info(indexed, photos):
     assert info["model"] == "efficientnet-lite0" and info["dim"] == 1280 and info["images"] == 32
     assert info["size_bytes"] > 32 * 1280 * 2
     assert "last update" in run("info", cwd=indexed).stdout
+    run("search", indexed / "edited" / "rocket turned.png", "-k", "1", cwd=indexed)
+    assert json.loads(run("info", "--json", cwd=indexed).stdout)["search_structure"] == "exact float16, 32 vectors"
 
 
 def test_nested_unicode_empty_and_corrupt_folders(tmp_path, photos):

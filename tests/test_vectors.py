@@ -194,3 +194,18 @@ def test_large_index_mode_streams_from_the_catalog_and_reloads_memory_mapped(tmp
     assert found.method == f"ivfpq(nprobe={built.nprobe}, candidates={built.candidates}, rerank=fp16)"
     assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.ids, truth, strict=True)]) >= 0.9
     np.testing.assert_array_equal(reloaded.search(queries, 10, exact=True).ids, truth)
+
+
+def test_the_cache_describes_its_structure_without_loading_it(tmp_path, monkeypatch):
+    import lookalike.store.vectors as module
+
+    catalog = Catalog(tmp_path / "index.db")
+    _fill(catalog, _unit(40, 8))
+    cache = VectorCache(tmp_path / "cache")
+    assert cache.describe() == ""  # nothing built yet
+    cache.load(catalog, 8)
+    assert cache.describe() == "exact float16, 40 vectors"
+    monkeypatch.setattr(module, "EXACT_LIMIT", 10)
+    _fill(catalog, _unit(1, 8, seed=5), start=40)
+    built = cache.load(catalog, 8)
+    assert cache.describe() == f"PQ fast-scan + float16 re-rank ({built.candidates:,} candidates, tuned), 41 vectors"

@@ -61,6 +61,7 @@ class IndexInfo:
     updated_at: float | None
     preprocessing: dict
     store: str = "embedded (SQLite + FAISS)"
+    search_structure: str = ""  # as of the last search ('' before the first)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -304,6 +305,7 @@ class Index:
             created_at=self.catalog.get_meta("created_at"), updated_at=self.catalog.get_meta("updated_at"),
             preprocessing=self.catalog.get_meta("preprocessing", {}),
             store=self.catalog.get_meta("store") or IndexInfo.store,
+            search_structure=VectorCache(self._cache_dir()).describe(),
         )
 
 

@@ -556,6 +556,7 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("folder", details.root), ("index", details.db), ("model", details.model), ("dimension", details.dim),
         ("images", details.images), ("skipped files", details.skipped),
         ("size on disk", f"{details.size_bytes / 1e6:.2f} MB"), ("vector store", details.store),
+        ("search structure", details.search_structure or "built at the first search"),
         ("created", when(details.created_at)), ("last update", when(details.updated_at)),
     ]:
         table.add_row(key, str(value))

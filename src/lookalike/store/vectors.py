@@ -147,6 +147,10 @@ class VectorIndex:
     def large(self) -> bool:
         return self.rerank is not None
 
+    @property
+    def kind(self) -> str:
+        return "ivfpq" if self.large else "pq-rerank" if self.approximate else "exact"
+
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, generation: int, epoch: int = 0,
               exact_limit: int | None = None) -> VectorIndex:
@@ -296,6 +300,20 @@ class VectorCache:
         self._write(built)
         return built
 
+    def describe(self) -> str:
+        """The cached search structure in words, without loading it ('' before the first search)."""
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return ""
+        count, kind = state.get("count", 0), state.get("kind")
+        if kind == "ivfpq":
+            return (f"IVF-PQ + on-disk float16 re-rank (large-index mode; nprobe {state.get('nprobe')}, "
+                    f"{state.get('candidates')} candidates, tuned), {count:,} vectors")
+        if kind == "pq-rerank":
+            return f"PQ fast-scan + float16 re-rank ({state['candidates']:,} candidates, tuned), {count:,} vectors"
+        return f"exact float16, {count:,} vectors" if kind == "exact" else ""
+
     def _build_large_from(self, catalog: Catalog, dim: int) -> VectorIndex:
         """Streams the catalog's vectors into the memory-mapped float16 file the index re-ranks from, then
         builds from that file: RAM holds one chunk at a time, never the collection."""
@@ -342,7 +360,7 @@ class VectorCache:
                 os.replace(str(self.rerank_file) + suffix, self.rerank_file)
             state = {"generation": vectors.generation, "epoch": vectors.epoch, "count": len(vectors.ids),
                      "large": vectors.large, "trained_count": vectors.trained_count,
-                     "candidates": vectors.candidates, "nprobe": vectors.nprobe}
+                     "candidates": vectors.candidates, "nprobe": vectors.nprobe, "kind": vectors.kind}
             Path(str(self.state_file) + suffix).write_text(json.dumps(state))
             os.replace(str(self.index_file) + suffix, self.index_file)
             os.replace(str(self.ids_file) + suffix, self.ids_file)
