@@ -177,13 +177,16 @@ def test_large_index_mode_streams_from_the_catalog_and_reloads_memory_mapped(tmp
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     catalog = Catalog(tmp_path / "index.db")
     _fill(catalog, vectors)
+    crashed = tmp_path / "cache" / "vectors.f16.npy.tmp999999999"  # a 10 GB leftover of a killed build
+    crashed.parent.mkdir()
+    crashed.write_bytes(b"partial")
     all_vectors = []
     monkeypatch.setattr(Catalog, "all_vectors", lambda *a: all_vectors.append(1))  # must not be needed
     cache = VectorCache(tmp_path / "cache")
     built = cache.load(catalog, 64)
     assert built.large and isinstance(built.rerank, np.memmap) and all_vectors == []
     assert 8 <= built.nprobe <= built.index.nlist and built.candidates >= 50
-    assert not list(cache.directory.glob("*.tmp*"))  # the staged float16 file became the cache's own
+    assert not list(cache.directory.glob("*.tmp*"))  # the staged file became the cache's own; the leftover is gone
     reloaded = VectorCache(tmp_path / "cache")._read()
     assert (reloaded.nprobe, reloaded.candidates) == (built.nprobe, built.candidates)
     assert isinstance(reloaded.rerank, np.memmap)

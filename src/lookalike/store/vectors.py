@@ -267,6 +267,16 @@ class VectorIndex:
         return scores, positions, f"ivfpq(nprobe={nprobe}, candidates={pool}, rerank=fp16)"
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class VectorCache:
     """Keeps the FAISS index in `directory`, tagged with the catalog generation it reflects."""
 
@@ -318,6 +328,10 @@ class VectorCache:
         """Streams the catalog's vectors into the memory-mapped float16 file the index re-ranks from, then
         builds from that file: RAM holds one chunk at a time, never the collection."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob(f"{self.rerank_file.name}.tmp*"):  # from a build that crashed
+            owner = stale.name.rsplit(".tmp", 1)[-1]
+            if owner.isdigit() and not _process_alive(int(owner)):
+                stale.unlink(missing_ok=True)
         staging = Path(f"{self.rerank_file}.tmp{os.getpid()}")
         ids, (generation, epoch) = catalog.export_vectors(staging, dim)
         return VectorIndex.build_large(ids, np.load(staging, mmap_mode="r"), generation, epoch)
