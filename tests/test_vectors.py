@@ -212,3 +212,36 @@ def test_the_cache_describes_its_structure_without_loading_it(tmp_path, monkeypa
     _fill(catalog, _unit(1, 8, seed=5), start=40)
     built = cache.load(catalog, 8)
     assert cache.describe() == f"PQ fast-scan + float16 re-rank ({built.candidates:,} candidates, tuned), 41 vectors"
+
+
+def test_large_index_mode_appends_additions_and_survives_a_crashed_append(tmp_path, monkeypatch):
+    import lookalike.store.vectors as module
+
+    monkeypatch.setattr(module, "EXACT_LIMIT", 100)
+    monkeypatch.setenv("LOOKALIKE_MEMORY_BUDGET", "300K")
+    rng = np.random.default_rng(14)
+    vectors = rng.standard_normal((3300, 8)).astype(np.float32) @ rng.standard_normal((8, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    catalog = Catalog(tmp_path / "index.db")
+    _fill(catalog, vectors[:3000])
+    cache = VectorCache(tmp_path / "cache")
+    first = cache.load(catalog, 64)
+    rebuilt = []
+    monkeypatch.setattr(VectorCache, "_build_large_from", lambda *a: rebuilt.append(1))
+    _fill(catalog, vectors[3000:3200], start=3000)
+    grown = cache.load(catalog, 64)
+    assert rebuilt == [] and len(grown) == 3200 and grown.index.ntotal == 3200 and len(grown.rerank) == 3200
+    assert grown.nprobe == first.nprobe  # same lists, same tuning
+    # a crash after the float16 rows were appended but before the cache's state was written
+    module.append_rows(cache.rerank_file, 3200, vectors[3200:3250].astype(np.float16))
+    reread = VectorCache(tmp_path / "cache")._read()
+    assert len(reread.rerank) == 3200  # the orphan rows are ignored, then overwritten by the next append
+    _fill(catalog, vectors[3200:3300], start=3200)
+    final = VectorCache(tmp_path / "cache").load(catalog, 64)
+    assert rebuilt == [] and len(final.rerank) == 3300 == len(np.load(cache.rerank_file, mmap_mode="r"))
+    stored = vectors.astype(np.float16).astype(np.float32)
+    queries = vectors[3250:3260] + 0.01 * _unit(10, 64, seed=15)
+    truth = np.argsort(-(queries @ stored.T), axis=1)[:, :10] + 1
+    np.testing.assert_array_equal(final.search(queries, 10, exact=True).ids, truth)
+    assert np.mean([len(set(f) & set(t)) / 10
+                    for f, t in zip(final.search(queries, 10).ids, truth, strict=True)]) >= 0.9

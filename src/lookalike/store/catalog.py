@@ -215,6 +215,17 @@ class Catalog:
             self.conn.execute("COMMIT")
         return ids, generation
 
+    def vectors_after(self, last_id: int, dim: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """(ids, float16 matrix, (generation, epoch)) of the images added after id `last_id`, in one snapshot."""
+        self.conn.execute("BEGIN")
+        try:
+            rows = self.conn.execute("SELECT id, vector FROM images WHERE id > ? ORDER BY id", (last_id,)).fetchall()
+            generation = self.generation(), self.epoch()
+        finally:
+            self.conn.execute("COMMIT")
+        matrix = np.frombuffer(b"".join(blob for _, blob in rows), VECTOR_DTYPE).reshape(len(rows), dim)
+        return np.asarray([image_id for image_id, _ in rows], dtype=np.int64), matrix, generation
+
     def insert(self, conn: sqlite3.Connection, image: NewImage) -> None:
         self._replacing(conn, image.path)
         conn.execute(

@@ -267,6 +267,31 @@ class VectorIndex:
         return scores, positions, f"ivfpq(nprobe={nprobe}, candidates={pool}, rerank=fp16)"
 
 
+def append_rows(path: Path, keep: int, rows: np.ndarray):
+    """Appends `rows` to the 2-d .npy at `path` after its first `keep` rows (dropping any a crashed append left),
+    rewriting the header's shape in place; returns the file memory-mapped again."""
+    with open(path, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+        data_start = f.tell()
+        if fortran_order or dtype != rows.dtype or shape[1:] != rows.shape[1:]:
+            raise ValueError(f"{path} does not hold rows like these")
+        f.truncate(data_start + keep * int(np.prod(shape[1:])) * dtype.itemsize)
+        f.seek(0, os.SEEK_END)
+        f.write(np.ascontiguousarray(rows).tobytes())
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                  "shape": (keep + len(rows), *shape[1:])}
+        text = repr(header).encode("latin1")
+        prefix = 6 + 2 + (2 if version == (1, 0) else 4)  # magic, version, header length
+        room = data_start - prefix - 1  # the header text is space-padded and ends with a newline
+        if len(text) > room:
+            raise ValueError(f"no room to grow the header of {path}")
+        f.seek(prefix)
+        f.write(text.ljust(room) + b"\n")
+    return np.load(path, mmap_mode="r")
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -292,8 +317,14 @@ class VectorCache:
         cached = self._read()
         if cached is not None and cached.generation == generation:
             return cached
-        if needs_large_index(catalog.count(), dim):
-            built = self._build_large_from(catalog, dim)
+        count = catalog.count()
+        if needs_large_index(count, dim):
+            if (cached is not None and cached.large and cached.epoch == catalog.epoch()
+                    and len(cached.ids) <= count <= 2 * cached.trained_count):
+                self._append_large(cached, catalog, dim)  # only additions since: no 10-minute rebuild at 10M
+                built = cached
+            else:
+                built = self._build_large_from(catalog, dim)
             self._write(built)
             return built
         ids, vectors, (generation, epoch) = catalog.all_vectors(dim)
@@ -336,6 +367,19 @@ class VectorCache:
         ids, (generation, epoch) = catalog.export_vectors(staging, dim)
         return VectorIndex.build_large(ids, np.load(staging, mmap_mode="r"), generation, epoch)
 
+    def _append_large(self, cached: VectorIndex, catalog: Catalog, dim: int) -> None:
+        """Adds the catalog's rows newer than the cache to the IVF-PQ lists and to the end of the float16 file,
+        whose .npy header is rewritten in place (numpy leaves room for a growing shape)."""
+        import faiss
+
+        ids, vectors, (generation, _) = catalog.vectors_after(int(cached.ids.max()) if len(cached.ids) else 0, dim)
+        if len(ids):
+            cached.index = faiss.read_index(str(self.index_file))  # writable, not the read-only memory map
+            cached.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            cached.rerank = append_rows(self.rerank_file, len(cached.ids), np.asarray(vectors, np.float16))
+            cached.ids = np.concatenate([cached.ids, ids])
+        cached.generation = generation
+
     def _read(self) -> VectorIndex | None:
         import faiss
 
@@ -349,6 +393,10 @@ class VectorCache:
             rerank = np.load(self.rerank_file, mmap_mode="r") if state.get("large") else None
         except (OSError, ValueError, KeyError, RuntimeError):
             return None
+        if rerank is not None:  # rows past the count: an append that crashed before its state was written
+            rerank = rerank[:len(ids)] if len(rerank) >= len(ids) else None
+            if rerank is None:
+                return None
         if index.ntotal != len(ids) or state.get("count") != len(ids) or hasattr(index, "hnsw"):
             return None  # (an HNSW graph is what earlier versions built: rebuild)
         return VectorIndex(ids, index, state["generation"], state.get("epoch", 0), rerank,
@@ -367,11 +415,13 @@ class VectorCache:
             with open(str(self.ids_file) + suffix, "wb") as f:
                 np.save(f, vectors.ids)
             if vectors.large:
-                staged = getattr(vectors.rerank, "filename", None)  # streamed there by _build_large_from
-                if staged is None or Path(staged).resolve() != Path(str(self.rerank_file) + suffix).resolve():
-                    with open(str(self.rerank_file) + suffix, "wb") as f:
-                        np.save(f, np.asarray(vectors.rerank, dtype=np.float16))
-                os.replace(str(self.rerank_file) + suffix, self.rerank_file)
+                staged = getattr(vectors.rerank, "filename", None)  # streamed or appended there already
+                staged = Path(staged).resolve() if staged else None
+                if staged != self.rerank_file.resolve():
+                    if staged != Path(str(self.rerank_file) + suffix).resolve():
+                        with open(str(self.rerank_file) + suffix, "wb") as f:
+                            np.save(f, np.asarray(vectors.rerank, dtype=np.float16))
+                    os.replace(str(self.rerank_file) + suffix, self.rerank_file)
             state = {"generation": vectors.generation, "epoch": vectors.epoch, "count": len(vectors.ids),
                      "large": vectors.large, "trained_count": vectors.trained_count,
                      "candidates": vectors.candidates, "nprobe": vectors.nprobe, "kind": vectors.kind}
