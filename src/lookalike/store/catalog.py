@@ -178,26 +178,32 @@ class Catalog:
             raise IndexUnusableError(f"no image with id {image_id} in the index")
         return np.frombuffer(row[0], VECTOR_DTYPE).astype(np.float32)
 
-    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-        """(ids, float16 matrix, (generation, epoch)) of every image in id order, in one consistent snapshot."""
+    @contextmanager
+    def snapshot(self) -> Iterator[tuple[int, int]]:
+        """A read transaction: everything read inside sees one state of the catalog, whose (generation, epoch)
+        it yields."""
         self.conn.execute("BEGIN")
         try:
-            ids, blobs = [], []
-            for image_id, blob in self.conn.execute("SELECT id, vector FROM images ORDER BY id"):
-                ids.append(image_id)
-                blobs.append(blob)
-            generation = self.generation(), self.epoch()
+            yield self.generation(), self.epoch()
         finally:
             self.conn.execute("COMMIT")
-        matrix = np.frombuffer(b"".join(blobs), VECTOR_DTYPE).reshape(len(ids), dim)
-        return np.asarray(ids, dtype=np.int64), matrix, generation
+
+    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """(ids, float16 matrix, (generation, epoch)) of every image in id order, in one consistent snapshot."""
+        return self.vectors_after(-1, dim)
+
+    def vectors_after(self, last_id: int, dim: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """(ids, float16 matrix, (generation, epoch)) of the images with an id above `last_id`, in one snapshot."""
+        with self.snapshot() as generation:
+            rows = self.conn.execute("SELECT id, vector FROM images WHERE id > ? ORDER BY id", (last_id,)).fetchall()
+        matrix = np.frombuffer(b"".join(blob for _, blob in rows), VECTOR_DTYPE).reshape(len(rows), dim)
+        return np.asarray([image_id for image_id, _ in rows], dtype=np.int64), matrix, generation
 
     def export_vectors(self, target: str | Path, dim: int, chunk: int = 65_536
                        ) -> tuple[np.ndarray, tuple[int, int]]:
         """Writes every vector, in id order, to a float16 .npy at `target` without holding them all in RAM;
         returns (ids, (generation, epoch)) of that consistent snapshot."""
-        self.conn.execute("BEGIN")
-        try:
+        with self.snapshot() as generation:
             count = self.conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
             matrix = np.lib.format.open_memmap(target, mode="w+", dtype=VECTOR_DTYPE, shape=(count, dim))
             ids = np.zeros(count, np.int64)
@@ -210,21 +216,7 @@ class Catalog:
                 done += len(rows)
             matrix.flush()
             del matrix
-            generation = self.generation(), self.epoch()
-        finally:
-            self.conn.execute("COMMIT")
         return ids, generation
-
-    def vectors_after(self, last_id: int, dim: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-        """(ids, float16 matrix, (generation, epoch)) of the images added after id `last_id`, in one snapshot."""
-        self.conn.execute("BEGIN")
-        try:
-            rows = self.conn.execute("SELECT id, vector FROM images WHERE id > ? ORDER BY id", (last_id,)).fetchall()
-            generation = self.generation(), self.epoch()
-        finally:
-            self.conn.execute("COMMIT")
-        matrix = np.frombuffer(b"".join(blob for _, blob in rows), VECTOR_DTYPE).reshape(len(rows), dim)
-        return np.asarray([image_id for image_id, _ in rows], dtype=np.int64), matrix, generation
 
     def insert(self, conn: sqlite3.Connection, image: NewImage) -> None:
         self._replacing(conn, image.path)
