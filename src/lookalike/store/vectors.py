@@ -292,6 +292,13 @@ def append_rows(path: Path, keep: int, rows: np.ndarray):
     return np.load(path, mmap_mode="r")
 
 
+def _appendable(cached: VectorIndex | None, count: int, epoch: int, large: bool) -> bool:
+    """The cache can take the catalog's additions: same kind, nothing deleted or replaced since (epoch), and at
+    most twice the collection its codebooks or lists were trained on."""
+    return (cached is not None and cached.large == large and cached.epoch == epoch and len(cached.ids) <= count
+            and (not cached.approximate or count <= 2 * cached.trained_count))
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -319,8 +326,7 @@ class VectorCache:
             return cached
         count = catalog.count()
         if needs_large_index(count, dim):
-            if (cached is not None and cached.large and cached.epoch == catalog.epoch()
-                    and len(cached.ids) <= count <= 2 * cached.trained_count):
+            if _appendable(cached, count, catalog.epoch(), large=True):
                 self._append_large(cached, catalog, dim)  # only additions since: no 10-minute rebuild at 10M
                 built = cached
             else:
@@ -328,11 +334,8 @@ class VectorCache:
             self._write(built)
             return built
         ids, vectors, (generation, epoch) = catalog.all_vectors(dim)
-        appendable = (cached is not None and cached.epoch == epoch and len(cached.ids) <= len(ids)
-                      and not cached.large and cached.approximate == (len(ids) > EXACT_LIMIT)
-                      and (not cached.approximate or len(ids) <= 2 * cached.trained_count))
-        if appendable:  # nothing deleted or replaced since: append the new vectors
-            new = ~np.isin(ids, cached.ids)
+        if _appendable(cached, len(ids), epoch, large=False) and cached.approximate == (len(ids) > EXACT_LIMIT):
+            new = ~np.isin(ids, cached.ids)  # append the new vectors
             cached.add(ids[new], vectors[new])
             cached.generation = generation
             self._write(cached)
@@ -393,10 +396,10 @@ class VectorCache:
             rerank = np.load(self.rerank_file, mmap_mode="r") if state.get("large") else None
         except (OSError, ValueError, KeyError, RuntimeError):
             return None
-        if rerank is not None:  # rows past the count: an append that crashed before its state was written
-            rerank = rerank[:len(ids)] if len(rerank) >= len(ids) else None
-            if rerank is None:
+        if rerank is not None:
+            if len(rerank) < len(ids):
                 return None
+            rerank = rerank[:len(ids)]  # rows past the count: an append that crashed before its state was written
         if index.ntotal != len(ids) or state.get("count") != len(ids) or hasattr(index, "hnsw"):
             return None  # (an HNSW graph is what earlier versions built: rebuild)
         return VectorIndex(ids, index, state["generation"], state.get("epoch", 0), rerank,
