@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -40,7 +42,7 @@ def test_cache_is_reused_until_the_catalog_changes(tmp_path):
         catalog.bump(conn)
     cache = VectorCache(tmp_path / "cache")
     first = cache.load(catalog, 8)
-    assert cache.index_file.exists()
+    assert [path.exists() for path in cache.index_files()] == [True]
     again = cache.load(catalog, 8)
     assert again.generation == first.generation and len(again) == 20
     with catalog.transaction() as conn:
@@ -56,7 +58,7 @@ def test_a_corrupt_cache_is_rebuilt(tmp_path):
         catalog.bump(conn)
     cache = VectorCache(tmp_path / "cache")
     cache.load(catalog, 8)
-    cache.index_file.write_bytes(b"garbage")
+    cache.index_files()[0].write_bytes(b"garbage")
     assert len(cache.load(catalog, 8)) == 1
 
 
@@ -212,6 +214,11 @@ def test_the_cache_describes_its_structure_without_loading_it(tmp_path, monkeypa
     _fill(catalog, _unit(1, 8, seed=5), start=40)
     built = cache.load(catalog, 8)
     assert cache.describe() == f"PQ fast-scan + float16 re-rank ({built.candidates:,} candidates, tuned), 41 vectors"
+    _sharded(monkeypatch, shard_min_size=20)
+    _fill(catalog, _unit(100, 8, seed=6), start=41)  # past twice the training set: rebuilt in 2 shards
+    built = cache.load(catalog, 8)
+    assert cache.describe() == (f"PQ fast-scan + float16 re-rank ({built.candidates:,} candidates per shard, tuned; "
+                                "2 shards searched in parallel), 141 vectors")
 
 
 def test_large_index_mode_appends_additions_and_survives_a_crashed_append(tmp_path, monkeypatch):
@@ -245,3 +252,74 @@ def test_large_index_mode_appends_additions_and_survives_a_crashed_append(tmp_pa
     np.testing.assert_array_equal(final.search(queries, 10, exact=True).ids, truth)
     assert np.mean([len(set(f) & set(t)) / 10
                     for f, t in zip(final.search(queries, 10).ids, truth, strict=True)]) >= 0.9
+
+
+def _sharded(monkeypatch, cores=2, shard_min_size=1000):
+    import lookalike.store.vectors as module
+
+    monkeypatch.setattr(module, "SHARD_MIN_SIZE", shard_min_size)
+    monkeypatch.setattr(module, "search_threads", lambda: cores)
+
+
+def test_shards_split_the_collection_and_are_searched_together(monkeypatch):
+    vectors = _unit(3001, 32, seed=21)
+    queries = _unit(40, 32, seed=22)
+    single = VectorIndex.build(np.arange(3001) + 5, vectors, generation=1, exact_limit=1000)
+    _sharded(monkeypatch, cores=4)  # 3 shards of at least 1000
+    sharded = VectorIndex.build(np.arange(3001) + 5, vectors, generation=1, exact_limit=1000)
+    assert len(single.shards) == 1 and [len(ids) for ids in sharded.shard_ids] == [1001, 1000, 1000]
+    stored = vectors.astype(np.float16).astype(np.float32)
+    truth = np.argsort(-(queries @ stored.T), axis=1)[:, :10] + 5
+    exact = sharded.search(queries, 10, exact=True)
+    np.testing.assert_array_equal(exact.ids, truth)  # the merge of the shards' exact lists is the exact list
+    np.testing.assert_array_equal(exact.ids, single.search(queries, 10, exact=True).ids)
+    found = sharded.search(queries, 10, candidates=300)
+    assert found.method == "pq-rerank(candidates=300, shards=3)"
+    assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.ids, truth, strict=True)]) >= 0.9
+    sharded.add(np.array([9000, 9001]), _unit(2, 32, seed=23))  # the two smaller shards take one each
+    assert [len(ids) for ids in sharded.shard_ids] == [1001, 1001, 1001] and len(sharded) == sharded.index.ntotal
+    assert sharded.search(_unit(1, 32, seed=23), 1, exact=True).ids[0, 0] == 9000
+
+
+def test_a_sharded_cache_reloads_and_removes_the_files_of_earlier_builds(tmp_path, monkeypatch):
+    import lookalike.store.vectors as module
+
+    monkeypatch.setattr(module, "EXACT_LIMIT", 100)
+    _sharded(monkeypatch, shard_min_size=500)
+    catalog = Catalog(tmp_path / "index.db")
+    vectors = _unit(1400, 16, seed=24)
+    _fill(catalog, vectors[:1200])
+    cache = VectorCache(tmp_path / "cache")
+    first = cache.load(catalog, 16)
+    first_files = cache.index_files()
+    assert len(first.shards) == 2 and len(first_files) == 2
+    _fill(catalog, vectors[1200:], start=1200)  # appended: half to each shard, written as a new build
+    grown = cache.load(catalog, 16)
+    assert [len(ids) for ids in grown.shard_ids] == [700, 700] and grown.trained_count == 1200
+    assert not any(path.exists() for path in first_files)
+    reloaded = VectorCache(tmp_path / "cache")._read()
+    assert [len(ids) for ids in reloaded.shard_ids] == [700, 700] and reloaded.candidates == grown.candidates
+    queries = vectors[1300:1310]
+    np.testing.assert_array_equal(reloaded.search(queries, 5).ids, grown.search(queries, 5).ids)
+    np.testing.assert_array_equal(reloaded.search(queries, 1, exact=True).ids[:, 0], np.arange(1301, 1311))
+    leftovers = sorted(path.name for path in cache.directory.iterdir())
+    assert leftovers == sorted([path.name for path in cache.index_files()]
+                               + [json.loads(cache.state_file.read_text())["ids_file"], "vectors.json"])
+
+
+def test_a_cache_in_the_single_file_layout_of_earlier_versions_is_read(tmp_path):
+    import faiss
+
+    catalog = Catalog(tmp_path / "index.db")
+    _fill(catalog, _unit(30, 8))
+    cache = VectorCache(tmp_path / "cache")
+    built = cache.load(catalog, 8)
+    state = json.loads(cache.state_file.read_text())
+    faiss.write_index(built.index, str(cache.directory / "vectors.faiss"))
+    np.save(cache.directory / "vectors.ids.npy", built.ids)
+    for name in [*state.pop("shard_files"), state.pop("ids_file")]:
+        (cache.directory / name).unlink()
+    del state["shard_sizes"]
+    cache.state_file.write_text(json.dumps(state))
+    legacy = VectorCache(tmp_path / "cache")._read()
+    assert legacy is not None and len(legacy) == 30 and legacy.generation == built.generation

@@ -6,15 +6,22 @@
   FAISS fast-scan SIMD kernels (dim/8 bytes per image) propose candidates; the float16 vectors re-rank them
   exactly. ~1.1 KB per 512-d image, builds in seconds (no graph), and keeps recall on data with no
   neighbourhood structure, where graphs collapse. `exact=True` searches the float16 vectors alone.
-- Additions are appended to the cached structure while the collection at most doubles since the codebooks were
-  trained; a deletion (rare) or more growth rebuilds it. The catalog stays the truth: a missing, stale or corrupt
-  cache is rebuilt from it.
+- From `SHARD_MIN_SIZE` images per core up, the collection is split into shards (one per core, at most) that
+  FAISS searches in parallel threads (IndexShards) and merges: a query's scan and re-ranking are spread over the
+  cores, each shard re-ranking its own candidates.
+- Additions are appended to the cached structure (to the smallest shards) while the collection at most doubles
+  since the codebooks were trained; a deletion (rare) or more growth rebuilds it. The catalog stays the truth: a
+  missing, stale or corrupt cache is rebuilt from it.
+- On disk, the state file (vectors.json) is the commit point: it names the shard and id files of one build, which
+  are written under fresh names first, so a crash or a concurrent reader never mixes two builds.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +37,7 @@ TARGET_RECALL = 0.95  # re-ranking pools are tuned on each collection to find th
 CANDIDATE_LADDER = (100, 200, 300, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 10_000, 20_000)
 DEFAULT_CANDIDATES = 5000  # before tuning: enough for recall@10 ≈ 0.95 at 1M even on structureless data
 MIN_CANDIDATES_PER_RESULT = 20
+SHARD_MIN_SIZE = int(os.environ.get("LOOKALIKE_SHARD_MIN_SIZE", 250_000))  # smaller shards: the hand-off costs more
 TUNING_QUERIES = 256
 NPROBE_LADDER = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 LARGE_CANDIDATE_LADDER = (50, 100, 200, 500, 1000)  # re-ranked from disk: each one is a 1 KB read
@@ -81,6 +89,29 @@ def needs_large_index(count: int, dim: int, exact_limit: int | None = None) -> b
     return budget is not None and count > limit and count * dim * BYTES_PER_DIM > budget
 
 
+def search_threads() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def shard_count(count: int) -> int:
+    """One shard per core, each of at least SHARD_MIN_SIZE images (one shard below that)."""
+    return max(1, min(search_threads(), count // SHARD_MIN_SIZE))
+
+
+def _combined(shards: list):
+    """One FAISS index over the shards: itself if alone, else an IndexShards that searches them in parallel
+    threads and merges their results (positions numbered shard after shard)."""
+    if len(shards) == 1:
+        return shards[0]
+    import faiss
+
+    combined = faiss.IndexShards(shards[0].d, True, True)  # threaded, successive ids
+    for shard in shards:
+        combined.add_shard(shard)
+    return combined
+
+
 @dataclass
 class Neighbours:
     ids: np.ndarray  # (queries, k) catalog ids, -1 where fewer than k images exist
@@ -125,15 +156,17 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 2
 
 
 class VectorIndex:
-    def __init__(self, ids: np.ndarray, index, generation: int, epoch: int = 0, rerank=None,
+    def __init__(self, shard_ids: list[np.ndarray], shards: list, generation: int, epoch: int = 0, rerank=None,
                  trained_count: int = 0, candidates: int = DEFAULT_CANDIDATES, nprobe: int = 0) -> None:
-        self.ids = ids
-        self.index = index
+        self.shard_ids = [np.asarray(ids, dtype=np.int64) for ids in shard_ids]  # catalog ids, in shard order
+        self.shards = shards  # FAISS indexes over disjoint parts of the collection, searched in parallel
+        self.index = _combined(shards)
+        self.ids = np.concatenate(self.shard_ids)  # by position in `index` (shard after shard)
         self.generation = generation
         self.epoch = epoch
         self.rerank = rerank  # large-index mode: exact float16 vectors by position (memory-mapped when loaded)
         self.trained_count = trained_count  # collection size when the PQ codebooks were trained
-        self.candidates = candidates  # PQ candidates re-ranked for a top 10, tuned on the collection
+        self.candidates = candidates  # PQ candidates each shard re-ranks for a top 10, tuned on the collection
         self.nprobe = nprobe  # large-index mode: inverted lists probed, tuned on the collection (0: not yet)
 
     def __len__(self) -> int:
@@ -141,7 +174,7 @@ class VectorIndex:
 
     @property
     def approximate(self) -> bool:
-        return hasattr(self.index, "refine_index") or self.large
+        return hasattr(self.shards[0], "refine_index") or self.large
 
     @property
     def large(self) -> bool:
@@ -154,12 +187,16 @@ class VectorIndex:
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, generation: int, epoch: int = 0,
               exact_limit: int | None = None) -> VectorIndex:
+        import faiss
+
         limit = EXACT_LIMIT if exact_limit is None else exact_limit
         dim = vectors.shape[1]
         if needs_large_index(len(ids), dim, limit):
             return cls.build_large(ids, vectors, generation, epoch)
-        index = _new_faiss_index(dim, approximate=len(ids) > limit, training=vectors)
-        built = cls(np.zeros(0, np.int64), index, generation, epoch, trained_count=len(ids))
+        approximate = len(ids) > limit
+        trained = _new_faiss_index(dim, approximate, training=vectors)
+        shards = [trained] + [faiss.clone_index(trained) for _ in range(shard_count(len(ids)) - 1)]
+        built = cls([np.zeros(0, np.int64)] * len(shards), shards, generation, epoch, trained_count=len(ids))
         built.add(np.asarray(ids, dtype=np.int64), vectors)
         if built.approximate:
             built.candidates = built.tune_candidates(vectors)
@@ -170,8 +207,7 @@ class VectorIndex:
         """Large-index mode; `vectors` may be a memory-mapped float16 file, which then serves the re-ranking."""
         index = build_large_index(vectors, vectors.shape[1], memory_budget())
         rerank = vectors if isinstance(vectors, np.memmap) else np.asarray(vectors, dtype=np.float16)
-        built = cls(np.asarray(ids, dtype=np.int64), index, generation, epoch, rerank=rerank,
-                    trained_count=len(ids))
+        built = cls([ids], [index], generation, epoch, rerank=rerank, trained_count=len(ids))
         # first the re-ranking pool with a generous probe, then the fewest lists that keep the recall
         generous = min(index.nlist, max(64, index.nlist // 8))
         tuning = built._tuning_set(vectors, TUNING_QUERIES // 4)  # each probe scans millions of codes at 10M
@@ -216,9 +252,20 @@ class VectorIndex:
         return ladder[-1]
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, chunk: int = 65536) -> None:
-        for start in range(0, len(ids), chunk):
-            self.index.add(np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
-        self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
+        """Appends rows, the larger parts to the smaller shards, so that the shards stay within one row of each
+        other (a query waits for the largest)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        smallest_first = np.argsort([len(part) for part in self.shard_ids], kind="stable")
+        sizes = [len(ids) // len(self.shards) + (n < len(ids) % len(self.shards)) for n in range(len(self.shards))]
+        starts = np.cumsum([0, *sizes])
+        for shard_no, first, stop in zip(smallest_first, starts[:-1], starts[1:], strict=True):
+            for start in range(first, stop, chunk):
+                end = min(start + chunk, stop)
+                self.shards[shard_no].add(np.ascontiguousarray(vectors[start:end], dtype=np.float32))
+            self.shard_ids[shard_no] = np.concatenate([self.shard_ids[shard_no], ids[first:stop]])
+        if len(self.shards) > 1:
+            self.index.syncWithSubIndexes()
+        self.ids = np.concatenate(self.shard_ids)
 
     def search(self, queries: np.ndarray, k: int, exact: bool = False, candidates: int | None = None
                ) -> Neighbours:
@@ -237,14 +284,15 @@ class VectorIndex:
             candidates = candidates or max(MIN_CANDIDATES_PER_RESULT * k, self.candidates)
             params = faiss.IndexRefineSearchParameters(k_factor=max(1.0, candidates / k))
             scores, positions = self.index.search(queries, k, params=params)
-            method = f"pq-rerank(candidates={max(candidates, k)})"
+            shards = f", shards={len(self.shards)}" if len(self.shards) > 1 else ""
+            method = f"pq-rerank(candidates={max(candidates, k)}{shards})"
         else:
-            flat = faiss.downcast_index(self.index.refine_index) if self.approximate else self.index
+            flat = (_combined([faiss.downcast_index(shard.refine_index) for shard in self.shards])
+                    if self.approximate else self.index)
             scores, positions = flat.search(queries, k)
             method = "exact"
         ids = np.where(positions >= 0, self.ids[np.maximum(positions, 0)], -1)
         return Neighbours(ids, np.clip(scores, -1.0, 1.0), method)
-
 
     def _search_large(self, queries: np.ndarray, k: int, exact: bool, nprobe: int | None = None,
                       candidates: int | None = None):
@@ -299,6 +347,10 @@ def _appendable(cached: VectorIndex | None, count: int, epoch: int, large: bool)
             and (not cached.approximate or count <= 2 * cached.trained_count))
 
 
+LEGACY_INDEX_FILE, LEGACY_IDS_FILE = "vectors.faiss", "vectors.ids.npy"  # one file each, before shards
+BUILD_FILE = re.compile(r"vectors\.[0-9a-f]{12}\.(\d+\.faiss|ids\.npy)")
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -314,8 +366,6 @@ class VectorCache:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self.index_file = self.directory / "vectors.faiss"
-        self.ids_file = self.directory / "vectors.ids.npy"
         self.state_file = self.directory / "vectors.json"
         self.rerank_file = self.directory / "vectors.f16.npy"
 
@@ -355,7 +405,10 @@ class VectorCache:
             return (f"IVF-PQ + on-disk float16 re-rank (large-index mode; nprobe {state.get('nprobe')}, "
                     f"{state.get('candidates')} candidates, tuned), {count:,} vectors")
         if kind == "pq-rerank":
-            return f"PQ fast-scan + float16 re-rank ({state['candidates']:,} candidates, tuned), {count:,} vectors"
+            shards = len(state.get("shard_files", [LEGACY_INDEX_FILE]))
+            pool = (f"{state['candidates']:,} candidates, tuned" if shards == 1 else
+                    f"{state['candidates']:,} candidates per shard, tuned; {shards} shards searched in parallel")
+            return f"PQ fast-scan + float16 re-rank ({pool}), {count:,} vectors"
         return f"exact float16, {count:,} vectors" if kind == "exact" else ""
 
     def _build_large_from(self, catalog: Catalog, dim: int) -> VectorIndex:
@@ -377,22 +430,33 @@ class VectorCache:
 
         ids, vectors, (generation, _) = catalog.vectors_after(int(cached.ids.max()) if len(cached.ids) else 0, dim)
         if len(ids):
-            cached.index = faiss.read_index(str(self.index_file))  # writable, not the read-only memory map
-            cached.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            writable = faiss.read_index(str(self.index_files()[0]))  # not the read-only memory map
+            cached.shards, cached.index = [writable], writable
             cached.rerank = append_rows(self.rerank_file, len(cached.ids), np.asarray(vectors, np.float16))
-            cached.ids = np.concatenate([cached.ids, ids])
+            cached.add(ids, vectors)
         cached.generation = generation
+
+    def index_files(self) -> list[Path]:
+        """The FAISS files (one per shard) of the committed cache; [] before the first."""
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return []
+        return [self.directory / name for name in state.get("shard_files", [LEGACY_INDEX_FILE])]
 
     def _read(self) -> VectorIndex | None:
         import faiss
 
+        def read_index(path: Path):
+            try:
+                return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            except RuntimeError:  # index types that cannot be memory-mapped
+                return faiss.read_index(str(path))
+
         try:
             state = json.loads(self.state_file.read_text())
-            try:
-                index = faiss.read_index(str(self.index_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-            except RuntimeError:  # index types that cannot be memory-mapped
-                index = faiss.read_index(str(self.index_file))
-            ids = np.load(self.ids_file)
+            shards = [read_index(path) for path in self.index_files()]
+            ids = np.load(self.directory / state.get("ids_file", LEGACY_IDS_FILE))
             rerank = np.load(self.rerank_file, mmap_mode="r") if state.get("large") else None
         except (OSError, ValueError, KeyError, RuntimeError):
             return None
@@ -400,23 +464,29 @@ class VectorCache:
             if len(rerank) < len(ids):
                 return None
             rerank = rerank[:len(ids)]  # rows past the count: an append that crashed before its state was written
-        if index.ntotal != len(ids) or state.get("count") != len(ids) or hasattr(index, "hnsw"):
+        sizes = state.get("shard_sizes", [len(ids)])
+        if ([shard.ntotal for shard in shards] != sizes or sum(sizes) != len(ids) or state.get("count") != len(ids)
+                or any(hasattr(shard, "hnsw") for shard in shards)):
             return None  # (an HNSW graph is what earlier versions built: rebuild)
-        return VectorIndex(ids, index, state["generation"], state.get("epoch", 0), rerank,
-                           state.get("trained_count", 0),
+        return VectorIndex(np.split(ids, np.cumsum(sizes)[:-1]), shards, state["generation"], state.get("epoch", 0),
+                           rerank, state.get("trained_count", 0),
                            state.get("candidates", LARGE_CANDIDATE_LADDER[1] if rerank is not None
                                      else DEFAULT_CANDIDATES), state.get("nprobe", 0))
 
     def _write(self, vectors: VectorIndex) -> None:
-        """Write-then-rename, so a reader or a crash never sees a half-written cache."""
+        """Shards and ids go to files named after this build, then the state file that names them is replaced
+        (the commit), then the files of earlier builds are removed: a reader or a crash never mixes two builds."""
         import faiss
 
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            build = uuid.uuid4().hex[:12]
+            shard_files = [f"vectors.{build}.{n}.faiss" for n in range(len(vectors.shards))]
+            for name, shard in zip(shard_files, vectors.shards, strict=True):
+                faiss.write_index(shard, str(self.directory / name))
+            ids_file = f"vectors.{build}.ids.npy"
+            np.save(self.directory / ids_file, vectors.ids)
             suffix = f".tmp{os.getpid()}"
-            faiss.write_index(vectors.index, str(self.index_file) + suffix)
-            with open(str(self.ids_file) + suffix, "wb") as f:
-                np.save(f, vectors.ids)
             if vectors.large:
                 staged = getattr(vectors.rerank, "filename", None)  # streamed or appended there already
                 staged = Path(staged).resolve() if staged else None
@@ -427,10 +497,14 @@ class VectorCache:
                     os.replace(str(self.rerank_file) + suffix, self.rerank_file)
             state = {"generation": vectors.generation, "epoch": vectors.epoch, "count": len(vectors.ids),
                      "large": vectors.large, "trained_count": vectors.trained_count,
-                     "candidates": vectors.candidates, "nprobe": vectors.nprobe, "kind": vectors.kind}
+                     "candidates": vectors.candidates, "nprobe": vectors.nprobe, "kind": vectors.kind,
+                     "shard_files": shard_files, "shard_sizes": [len(ids) for ids in vectors.shard_ids],
+                     "ids_file": ids_file}
             Path(str(self.state_file) + suffix).write_text(json.dumps(state))
-            os.replace(str(self.index_file) + suffix, self.index_file)
-            os.replace(str(self.ids_file) + suffix, self.ids_file)
             os.replace(str(self.state_file) + suffix, self.state_file)
         except OSError:
-            pass  # a read-only index folder still searches; it just rebuilds in memory each time
+            return  # a read-only index folder still searches; it just rebuilds in memory each time
+        for path in self.directory.glob("vectors.*"):
+            if (BUILD_FILE.fullmatch(path.name) and not path.name.startswith(f"vectors.{build}.")
+                    or path.name in (LEGACY_INDEX_FILE, LEGACY_IDS_FILE)):
+                path.unlink(missing_ok=True)  # (a reader that mapped it keeps its pages)
