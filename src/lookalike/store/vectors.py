@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -438,12 +439,13 @@ class VectorCache:
             cached.add(ids, vectors)
         cached.generation = generation
 
-    def index_files(self) -> list[Path]:
-        """The FAISS files (one per shard) of the committed cache; [] before the first."""
-        try:
-            state = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return []
+    def index_files(self, state: dict | None = None) -> list[Path]:
+        """The FAISS files (one per shard) of the committed cache, or of `state`; [] before the first."""
+        if state is None:
+            try:
+                state = json.loads(self.state_file.read_text())
+            except (OSError, ValueError):
+                return []
         return [self.directory / name for name in state.get("shard_files", [LEGACY_INDEX_FILE])]
 
     def _read(self) -> VectorIndex | None:
@@ -457,7 +459,7 @@ class VectorCache:
 
         try:
             state = json.loads(self.state_file.read_text())
-            shards = [read_index(path) for path in self.index_files()]
+            shards = [read_index(path) for path in self.index_files(state)]
             ids = np.load(self.directory / state.get("ids_file", LEGACY_IDS_FILE))
             rerank = np.load(self.rerank_file, mmap_mode="r") if state.get("large") else None
         except (OSError, ValueError, KeyError, RuntimeError):
@@ -504,9 +506,15 @@ class VectorCache:
                      "ids_file": ids_file}
             Path(str(self.state_file) + suffix).write_text(json.dumps(state))
             os.replace(str(self.state_file) + suffix, self.state_file)
-        except OSError:
-            return  # a read-only index folder still searches; it just rebuilds in memory each time
+        except OSError:  # a read-only index folder still searches; it just rebuilds in memory each time
+            self._remove_builds(lambda name: name.startswith(f"vectors.{build}."))  # what this one wrote, if any
+            return
+        self._remove_builds(lambda name: not name.startswith(f"vectors.{build}."))
+
+    def _remove_builds(self, which) -> None:
+        """Removes the shard and id files whose names `which` accepts (a reader that mapped one keeps its pages)."""
         for path in self.directory.glob("vectors.*"):
-            if (BUILD_FILE.fullmatch(path.name) and not path.name.startswith(f"vectors.{build}.")
-                    or path.name in (LEGACY_INDEX_FILE, LEGACY_IDS_FILE)):
-                path.unlink(missing_ok=True)  # (a reader that mapped it keeps its pages)
+            ours = BUILD_FILE.fullmatch(path.name) or path.name in (LEGACY_INDEX_FILE, LEGACY_IDS_FILE)
+            if ours and which(path.name):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
