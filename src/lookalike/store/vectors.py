@@ -162,8 +162,7 @@ class VectorIndex:
     def __init__(self, shard_ids: list[np.ndarray], shards: list, generation: int, epoch: int = 0, rerank=None,
                  trained_count: int = 0, candidates: int = DEFAULT_CANDIDATES, nprobe: int = 0) -> None:
         self.shard_ids = [np.asarray(ids, dtype=np.int64) for ids in shard_ids]  # catalog ids, in shard order
-        self.shards = shards  # FAISS indexes over disjoint parts of the collection, searched in parallel
-        self.index = _combined(shards)
+        self.use_shards(shards)
         self.ids = np.concatenate(self.shard_ids)  # by position in `index` (shard after shard)
         self.generation = generation
         self.epoch = epoch
@@ -174,6 +173,11 @@ class VectorIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def use_shards(self, shards: list) -> None:
+        """FAISS indexes over disjoint parts of the collection, and `index`, which searches them in parallel."""
+        self.shards = shards
+        self.index = _combined(shards)
 
     @property
     def approximate(self) -> bool:
@@ -408,7 +412,7 @@ class VectorCache:
             return (f"IVF-PQ + on-disk float16 re-rank (large-index mode; nprobe {state.get('nprobe')}, "
                     f"{state.get('candidates')} candidates, tuned), {count:,} vectors")
         if kind == "pq-rerank":
-            shards = len(state.get("shard_files", [LEGACY_INDEX_FILE]))
+            shards = len(self.index_files(state))
             pool = (f"{state['candidates']:,} candidates, tuned" if shards == 1 else
                     f"{state['candidates']:,} candidates per shard, tuned; {shards} shards searched in parallel")
             return f"PQ fast-scan + float16 re-rank ({pool}), {count:,} vectors"
@@ -434,7 +438,7 @@ class VectorCache:
         ids, vectors, (generation, _) = catalog.vectors_after(int(cached.ids.max()) if len(cached.ids) else 0, dim)
         if len(ids):
             writable = faiss.read_index(str(self.index_files()[0]))  # not the read-only memory map
-            cached.shards, cached.index = [writable], writable
+            cached.use_shards([writable])
             cached.rerank = append_rows(self.rerank_file, len(cached.ids), np.asarray(vectors, np.float16))
             cached.add(ids, vectors)
         cached.generation = generation
