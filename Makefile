@@ -1,13 +1,22 @@
 # `make demo`: install, build a folder of real sample photos with edited copies, index it, search, compare.
 # `make test`: install with the test extras and run the whole suite.
+# Both install into a project virtual environment (.venv), so they work on a distribution's externally managed
+# Python too (PEP 668): `make demo PYTHON=/usr/bin/python3`.
 PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+LOOKALIKE := $(VENV)/bin/lookalike
 DEMO ?= demo-photos
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: install install-test demo test lint bench
+.PHONY: install install-test demo test test-fast lint bench
 
-install:
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(PY)
 	$(PIP) install -q torch==2.13.0   # the CPU build; a bare `torch` requirement would pull a multi-GB CUDA build
 	$(PIP) install -q -e '.[samples,onnx]'
 
@@ -18,17 +27,17 @@ install-test: install
 	else echo "(npm not found: the az:// source test will be skipped)"; fi
 
 demo: install
-	$(PYTHON) -m lookalike.samples $(DEMO)
-	lookalike index $(DEMO)/photos --model efficientnet-lite0
-	lookalike search $(DEMO)/query_chelsea_small.jpg $(DEMO)/photos/rocket.png --db $(DEMO)/photos/.lookalike --top 5
-	lookalike compare $(DEMO)/photos/chelsea.png $(DEMO)/photos/edited/chelsea_half.png --model efficientnet-lite0
-	@if $(PYTHON) -m lookalike.samples --clip-cached; then \
-		lookalike index $(DEMO)/photos --model clip --db $(DEMO)/clip.db && \
-		lookalike search --text "a cat" --db $(DEMO)/clip.db --top 3; \
+	$(PY) -m lookalike.samples $(DEMO)
+	$(LOOKALIKE) index $(DEMO)/photos --model efficientnet-lite0
+	$(LOOKALIKE) search $(DEMO)/query_chelsea_small.jpg $(DEMO)/photos/rocket.png --db $(DEMO)/photos/.lookalike --top 5
+	$(LOOKALIKE) compare $(DEMO)/photos/chelsea.png $(DEMO)/photos/edited/chelsea_half.png --model efficientnet-lite0
+	@if $(PY) -m lookalike.samples --clip-cached; then \
+		$(LOOKALIKE) index $(DEMO)/photos --model clip --db $(DEMO)/clip.db && \
+		$(LOOKALIKE) search --text "a cat" --db $(DEMO)/clip.db --top 3; \
 	else echo "(CLIP weights are not in the Hugging Face cache: text search skipped; see README)"; fi
 
 test: install-test
-	$(PYTHON) -m pytest -q
+	$(PY) -m pytest -q
 
 lint:
-	ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks
