@@ -8,7 +8,6 @@ exact search, next to the default structure's memory need (the baseline it repla
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import tempfile
 import time
@@ -41,10 +40,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--tmp", default=None, help="folder for the float16 file (10M × 512-d: 10 GB)")
     args = parser.parse_args()
-    os.environ["LOOKALIKE_MEMORY_BUDGET"] = args.budget
-    from lookalike.store.vectors import VectorIndex, large_index_layout, memory_budget
+    from lookalike.settings import IndexSettings, parse_size
+    from lookalike.store.large import IVFPQVectors, large_index_layout
 
-    budget = memory_budget()
+    budget = parse_size(args.budget)
     nlist, m = large_index_layout(args.n, DIM, budget)
     print(f"n = {args.n:,}, budget {budget / 2**30:.2f} GiB → IVF{nlist},PQ{m} + float16 re-rank vectors on disk",
           flush=True)
@@ -59,8 +58,8 @@ def main() -> None:
         del on_disk
         written = time.perf_counter() - start
         print(f"  float16 file written in {written:.0f} s", flush=True)
-        vectors = VectorIndex.build_large(np.arange(args.n), np.load(Path(tmp) / "vectors.f16.npy", mmap_mode="r"),
-                                          generation=0)
+        vectors = IVFPQVectors.build(np.arange(args.n), np.load(Path(tmp) / "vectors.f16.npy", mmap_mode="r"),
+                                     generation=0, settings=IndexSettings(memory_budget=budget))
         build = time.perf_counter() - start
         anonymous, file_backed = rss_gib()
         print(f"  built in {time.perf_counter() - start:.0f} s; tuned: nprobe {vectors.nprobe}, "
@@ -115,7 +114,7 @@ def measure(args, vectors, index, nlist, m, build) -> None:
           "page cache the kernel reclaims under pressure)")
     print(f"  p50 {np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms, "
           f"recall@10 {recall:.3f} ({result.method})")
-    from lookalike.store.vectors import BYTES_PER_DIM
+    from lookalike.store.policy import BYTES_PER_DIM
 
     print(f"  baseline: the default structure would need {args.n * DIM * BYTES_PER_DIM / 2**30:.1f} GiB of RAM")
 

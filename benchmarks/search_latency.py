@@ -1,6 +1,6 @@
 """Search latency at 100k and 1M images (random 512-d unit vectors, the hardest case for ANN).
 
-Compares lookalike's VectorIndex (exact float16 up to 50k images, PQ fast-scan + float16 re-rank above, split into
+Compares lookalike's search structures (exact float16 up to 50k images, PQ fast-scan + float16 re-rank above, split into
 one shard per core from 250k images per core) with the
 Python-loop recipe of the tutorials and with FAISS flat float32, all in this run: single-query p50/p99, recall@10
 against exact search, build time and memory per image.
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from lookalike.store.vectors import VectorIndex
+from lookalike.store.policy import build_structure
 
 DIM = 512
 
@@ -76,7 +76,7 @@ def run(n: int, n_queries: int, kind: str) -> None:
     _, truth = flat.search(queries, 10)
 
     start = time.perf_counter()
-    index = VectorIndex.build(np.arange(n), vectors, generation=0)
+    index = build_structure(np.arange(n), vectors, generation=0)
     build = time.perf_counter() - start
     size = sum(faiss.serialize_index(shard).nbytes for shard in index.shards)
     ours = report(f"lookalike ({index.search(queries[:1], 10).method.split('(')[0]})",

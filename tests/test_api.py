@@ -5,6 +5,7 @@ import pytest
 import lookalike
 from lookalike.api import Index, find_index
 from lookalike.errors import IndexUnusableError, ModalityError
+from lookalike.settings import IndexSettings
 
 
 def test_open_update_search_round_trip(sample_folder, photos):
@@ -83,3 +84,32 @@ def test_missing_index_and_missing_folder_messages(tmp_path, monkeypatch):
         Index.open()
     with pytest.raises(IndexUnusableError, match="not a folder"):
         Index.open(tmp_path / "nope", model="phash")
+
+
+def test_settings_persist_so_no_environment_flip_flops_the_structure(sample_folder, monkeypatch):
+    """An indexer with a memory budget and a server without one used to rebuild each other's structure."""
+    monkeypatch.setenv("LOOKALIKE_MEMORY_BUDGET", "1")  # environment variables no longer decide what an index is
+    with lookalike.open(sample_folder, model="phash", memory_budget="1M") as idx:
+        idx.configure(exact_limit=10)
+        idx.update()
+        assert idx.vectors().describe().startswith("PQ fast-scan")  # 31 images > exact_limit
+        assert idx.info().settings["memory_budget"] == "1 MiB"
+        committed = (idx._cache_dir() / "vectors.json").read_text()
+    with Index.open(sample_folder) as reopened:  # as a server would: no options
+        assert reopened.settings == IndexSettings(memory_budget=2**20, exact_limit=10)
+        reopened.vectors()
+        assert (reopened._cache_dir() / "vectors.json").read_text() == committed  # the same build: nothing rebuilt
+
+
+def test_a_refused_open_closes_its_catalog(sample_folder, monkeypatch):
+    from lookalike.store.catalog import Catalog
+
+    lookalike.open(sample_folder, model="phash").close()
+    closed = []
+    original_close = Catalog.close
+    monkeypatch.setattr(Catalog, "close", lambda self: (closed.append(1), original_close(self)))
+    with pytest.raises(IndexUnusableError, match="--reindex"):
+        Index.open(sample_folder, model="dhash")
+    with pytest.raises(IndexUnusableError, match="belongs to"):
+        Index.open(sample_folder / "edited", db=sample_folder / ".lookalike")
+    assert closed == [1, 1]

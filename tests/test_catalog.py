@@ -63,9 +63,13 @@ def test_skipped_files_are_recorded_and_cleared_when_indexed(tmp_path):
     with catalog.transaction() as conn:
         catalog.record_skipped(conn, "bad.jpg", 5, 6, "not an image")
     assert catalog.skipped() == {"bad.jpg": (5, 6, "not an image")}
+    assert catalog.epoch() == 0  # an unreadable *new* file replaces no vector: append-only caches stay valid
     with catalog.transaction() as conn:
         catalog.insert(conn, _image("bad.jpg"))
     assert catalog.skipped() == {}
+    with catalog.transaction() as conn:
+        catalog.record_skipped(conn, "bad.jpg", 7, 8, "truncated")  # an indexed file that went bad: its vector goes
+    assert catalog.epoch() == 1 and catalog.count() == 0
 
 
 def test_readers_are_not_blocked_by_a_writer(tmp_path):

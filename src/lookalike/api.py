@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lookalike.errors import IndexUnusableError, ModalityError
@@ -13,9 +13,11 @@ from lookalike.indexer import ProgressCallback, UpdateReport, update_index
 from lookalike.models.base import Embedder
 from lookalike.models.registry import DEFAULT_MODEL, canonical_model_id, load_embedder
 from lookalike.search import Query, make_query, query_vector
+from lookalike.settings import IndexSettings, parse_size
 from lookalike.sources import is_remote, is_url_list, open_source
+from lookalike.store.base import VectorStore
 from lookalike.store.catalog import Catalog
-from lookalike.store.vectors import VectorCache, VectorIndex
+from lookalike.store.policy import open_store
 
 INDEX_DIRNAME = ".lookalike"
 DB_FILENAME = "index.db"
@@ -62,6 +64,7 @@ class IndexInfo:
     preprocessing: dict
     store: str = "embedded (SQLite + FAISS)"
     search_structure: str = ""  # as of the last search ('' before the first)
+    settings: dict = field(default_factory=dict)  # IndexSettings, as stored
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -85,6 +88,35 @@ def resolve_db(db: str | os.PathLike | None) -> Path:
     return (path / DB_FILENAME).resolve()
 
 
+def _locate(folder: str | os.PathLike | None, db: str | os.PathLike | None, create: bool
+            ) -> tuple[Path, str | None]:
+    """(the index's SQLite file, the folder or remote location to index, if named)."""
+    remote = folder is not None and (is_remote(str(folder)) or is_url_list(str(folder)))
+    if db is not None:
+        db_file = resolve_db(db)
+    elif remote:
+        raise IndexUnusableError(f"{folder} is not a local folder: name where to keep its index with --db PATH")
+    elif folder is not None:
+        db_file = Path(folder).expanduser().resolve() / INDEX_DIRNAME / DB_FILENAME
+    else:
+        found = find_index()
+        if found is None:
+            raise IndexUnusableError(
+                "no lookalike index here or in any parent folder: run `lookalike index PHOTOS_DIR` first, "
+                "or pass --db PATH"
+            )
+        db_file = found
+    exists = db_file.is_file()
+    if not exists and not create:
+        raise IndexUnusableError(f"no index at {db_file}: run `lookalike index PHOTOS_DIR` first")
+    if not exists and folder is None:
+        raise IndexUnusableError(f"no index at {db_file}: name the folder to index")
+    location = None if folder is None else str(folder) if remote else str(Path(folder).expanduser().resolve())
+    if not exists and not open_source(location).exists():
+        raise IndexUnusableError(f"{folder} is not a folder" + ("" if not remote else " that can be listed"))
+    return db_file, location
+
+
 class Index:
     """A folder of images and its persistent index. Thread-safe for concurrent searches."""
 
@@ -95,7 +127,8 @@ class Index:
         self.catalog = catalog
         self.model_id = model_id
         self._embedder: Embedder | None = None
-        self._vectors: VectorIndex | None = None
+        self._store: VectorStore | None = None
+        self._store_settings: IndexSettings | None = None
         self._lock = threading.RLock()
 
     # -- opening -----------------------------------------------------------------------------------
@@ -108,63 +141,51 @@ class Index:
         create: bool = True,
         reindex: bool = False,
         store: str | None = None,
+        memory_budget: str | int | None = None,
     ) -> Index:
         """Open (or create) the index of `folder`, stored in `folder/.lookalike/` unless `db` says otherwise.
 
-        With no folder and no db, the index is found from the current directory upwards.
+        With no folder and no db, the index is found from the current directory upwards. `store` and
+        `memory_budget` change the index's stored settings (see `IndexSettings`); left out, they stay as stored.
         """
-        remote = folder is not None and (is_remote(str(folder)) or is_url_list(str(folder)))
-        if db is not None:
-            db_file = resolve_db(db)
-        elif remote:
-            raise IndexUnusableError(f"{folder} is not a local folder: name where to keep its index with --db PATH")
-        elif folder is not None:
-            db_file = Path(folder).expanduser().resolve() / INDEX_DIRNAME / DB_FILENAME
-        else:
-            db_file = find_index()
-            if db_file is None:
-                raise IndexUnusableError(
-                    "no lookalike index here or in any parent folder: run `lookalike index PHOTOS_DIR` first, "
-                    "or pass --db PATH"
-                )
-        exists = db_file.is_file()
-        if not exists and not create:
-            raise IndexUnusableError(f"no index at {db_file}: run `lookalike index PHOTOS_DIR` first")
-        if not exists and folder is None:
-            raise IndexUnusableError(f"no index at {db_file}: name the folder to index")
-        location = None if folder is None else str(folder) if remote else str(Path(folder).expanduser().resolve())
-        if not exists and not open_source(location).exists():
-            raise IndexUnusableError(f"{folder} is not a folder" + ("" if not remote else " that can be listed"))
+        db_file, location = _locate(folder, db, create)
         # Load the model before writing anything, so a model that can't load leaves no empty index behind.
-        new_embedder = None if exists else load_embedder(model or DEFAULT_MODEL)
+        new_embedder = None if db_file.is_file() else load_embedder(model or DEFAULT_MODEL)
         catalog = Catalog(db_file)
+        try:
+            index = cls._from_catalog(db_file, location, catalog, new_embedder or model)
+            index.configure(store=store, memory_budget=memory_budget)
+            if model is not None and canonical_model_id(model) != index.model_id:
+                if not reindex:
+                    raise IndexUnusableError(
+                        f"this index was built with model {index.model_id}, not {canonical_model_id(model)}. "
+                        f"To re-index with the new model run `lookalike index {index.source.location} --model "
+                        f"{model} --reindex` (or keep both with --db OTHER_PATH); to use this index, drop --model."
+                    )
+                index._reset_model(model)
+            return index
+        except BaseException:
+            catalog.close()  # a refused open leaves no connection behind
+            raise
+
+    @classmethod
+    def _from_catalog(cls, db_file: Path, location: str | None, catalog: Catalog,
+                      embedder: Embedder | str | None) -> Index:
+        """The index a catalog holds, or a new one (with `embedder`, or the model it names) if it is empty."""
         stored_root = catalog.get_meta("root")
         if stored_root is None:
-            if folder is None:
+            if location is None:
                 raise IndexUnusableError(f"{db_file} is not a lookalike index (no folder recorded)")
-            embedder = new_embedder or load_embedder(model or DEFAULT_MODEL)
-            index = cls._create(db_file, location, catalog, embedder)
-            if store is not None:
-                index.use_store(store)
-            return index
+            if not isinstance(embedder, Embedder):
+                embedder = load_embedder(embedder or DEFAULT_MODEL)
+            return cls._create(db_file, location, catalog, embedder)
         stored_remote = is_remote(stored_root) or is_url_list(stored_root)
         root = stored_root if stored_remote else str((db_file.parent / stored_root).resolve())
         if location is not None and location != root:
             raise IndexUnusableError(
                 f"the index at {db_file} belongs to {root}, not {location}; use another --db for this folder"
             )
-        index = cls(db_file, root, catalog, catalog.get_meta("model"))
-        if store is not None:
-            index.use_store(store)
-        if model is not None and canonical_model_id(model) != index.model_id:
-            if not reindex:
-                raise IndexUnusableError(
-                    f"this index was built with model {index.model_id}, not {canonical_model_id(model)}. "
-                    f"To re-index with the new model run `lookalike index {root} --model {model} --reindex` "
-                    "(or keep both with --db OTHER_PATH); to use this index, drop --model."
-                )
-            index._reset_model(model)
-        return index
+        return cls(db_file, root, catalog, catalog.get_meta("model"))
 
     @classmethod
     def _create(cls, db_file: Path, root: str, catalog: Catalog, embedder: Embedder) -> Index:
@@ -189,7 +210,7 @@ class Index:
             self.catalog.bump(conn)
         self.model_id = embedder.id
         self._embedder = embedder
-        self._vectors = None
+        self._store = None
 
     def close(self) -> None:
         self.catalog.close()
@@ -211,32 +232,39 @@ class Index:
     def dim(self) -> int:
         return int(self.catalog.get_meta("dim"))
 
-    def use_store(self, uri: str) -> None:
-        """Keep the vectors in an external store (e.g. milvus://host:port/collection) from now on."""
-        from lookalike.store.milvus import parse_store_uri
+    @property
+    def settings(self) -> IndexSettings:
+        """What this index is (memory budget, limits, store), as stored in its catalog."""
+        stored = self.catalog.get_meta("settings")
+        if stored is None and self.catalog.get_meta("store"):  # indexes made before settings had a home
+            stored = {"store": self.catalog.get_meta("store")}
+        return IndexSettings.from_dict(stored)
 
-        parse_store_uri(uri)  # refuse a malformed uri before recording it
-        with self.catalog.transaction() as conn:
-            self.catalog.set_meta(conn, store=uri)
-        self._vectors = None
+    def configure(self, store: str | None = None, memory_budget: str | int | None = None,
+                  exact_limit: int | None = None, shard_min_size: int | None = None) -> IndexSettings:
+        """Change the index's stored settings (None: keep as stored); every later open uses them."""
+        if store is not None:
+            from lookalike.store.milvus import parse_store_uri
 
-    def vectors(self):
-        """The search structure, reloaded when another process (or `update`) changed the catalog: the
-        embedded FAISS index, or the external store named at index time (`--store`)."""
-        store = self.catalog.get_meta("store")
-        if store:
-            from lookalike.store.milvus import MilvusVectors
+            parse_store_uri(store)  # refuse a malformed uri before recording it
+        budget = None if memory_budget is None else parse_size(memory_budget)
+        settings = self.settings.changed(store=store, memory_budget=budget, exact_limit=exact_limit,
+                                         shard_min_size=shard_min_size)
+        if settings != self.settings:
+            with self.catalog.transaction() as conn:
+                self.catalog.set_meta(conn, settings=settings.as_dict())
+        return settings
 
-            with self._lock:
-                if not isinstance(self._vectors, MilvusVectors) or self._vectors.uri != store:
-                    self._vectors = MilvusVectors(store, self.dim)
-                self._vectors.sync(self.catalog)
-                return self._vectors
+    def vectors(self) -> VectorStore:
+        """The vector store, synced with the catalog (another process or `update` may have changed it): the
+        embedded FAISS structure, or the external store named in the index's settings."""
+        settings = self.settings
         with self._lock:
-            stale = not isinstance(self._vectors, VectorIndex)
-            if stale or self._vectors.generation != self.catalog.generation():
-                self._vectors = VectorCache(self._cache_dir()).load(self.catalog, self.dim)
-            return self._vectors
+            if self._store is None or self._store_settings != settings:
+                self._store = open_store(settings, self._cache_dir(), self.dim)
+                self._store_settings = settings
+            self._store.sync(self.catalog)
+            return self._store
 
     def _cache_dir(self) -> Path:
         return self.db_file.parent / f"{self.db_file.stem}.cache"
@@ -297,6 +325,9 @@ class Index:
         return self.source.image_input(relative_path)
 
     def info(self) -> IndexInfo:
+        from lookalike.store.faiss_store import VectorCache
+
+        settings = self.settings
         files = [*self.db_file.parent.glob(f"{self.db_file.name}*"), *self._cache_dir().glob("*")]
         size = sum(p.stat().st_size for p in files if p.is_file())
         return IndexInfo(
@@ -304,15 +335,16 @@ class Index:
             images=self.catalog.count(), skipped=len(self.catalog.skipped()), size_bytes=size,
             created_at=self.catalog.get_meta("created_at"), updated_at=self.catalog.get_meta("updated_at"),
             preprocessing=self.catalog.get_meta("preprocessing", {}),
-            store=self.catalog.get_meta("store") or IndexInfo.store,
-            search_structure=VectorCache(self._cache_dir()).describe(),
+            store=settings.store or IndexInfo.store, settings=settings.describe(),
+            search_structure="" if settings.store else VectorCache(self._cache_dir(), settings).describe(),
         )
 
 
 def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None = None,  # noqa: A001
-         model: str | None = None, create: bool = True) -> Index:
+         model: str | None = None, create: bool = True, store: str | None = None,
+         memory_budget: str | int | None = None) -> Index:
     """`lookalike.open("PHOTOS_DIR")`: see `Index.open`."""
-    return Index.open(folder, db=db, model=model, create=create)
+    return Index.open(folder, db=db, model=model, create=create, store=store, memory_budget=memory_budget)
 
 
 def compare(a, b, model: str = DEFAULT_MODEL):

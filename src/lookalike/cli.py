@@ -71,6 +71,9 @@ def index(
     store: Annotated[str | None, typer.Option(
         help="Keep vectors in Milvus: milvus://HOST:PORT/COLLECTION or milvus-lite:///PATH.db/COLLECTION "
         "(remembered by the index). Default: the embedded FAISS store.")] = None,
+    memory_budget: Annotated[str | None, typer.Option(
+        help="RAM for the search structure (e.g. 8G, 512M; remembered by the index): past it, IVF-PQ with "
+        "float16 re-ranking from disk. Default: no budget.")] = None,
     engine: Annotated[str, typer.Option(help="Where to embed: local (this process) or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start Ray here).")] = None,
     shards: Annotated[Path | None, typer.Option(help="--engine ray: where Parquet shards go (resumable). "
@@ -82,7 +85,8 @@ def index(
 
     from lookalike.api import Index
 
-    with Index.open(photos_dir, db=db, model=model, reindex=reindex, store=store) as idx:
+    with Index.open(photos_dir, db=db, model=model, reindex=reindex, store=store,
+                    memory_budget=memory_budget) as idx:
         columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                    TimeRemainingColumn())
         with Progress(*columns, console=errors, transient=True, disable=as_json) as bar:
@@ -557,6 +561,7 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("images", details.images), ("skipped files", details.skipped),
         ("size on disk", f"{details.size_bytes / 1e6:.2f} MB"), ("vector store", details.store),
         ("search structure", details.search_structure or "built at the first search"),
+        ("memory budget", details.settings.get("memory_budget") or "none"),
         ("created", when(details.created_at)), ("last update", when(details.updated_at)),
     ]:
         table.add_row(key, str(value))

@@ -283,7 +283,8 @@ class Catalog:
             "SET size = excluded.size, mtime_ns = excluded.mtime_ns, reason = excluded.reason",
             (path, size, mtime_ns, reason),
         )
-        self.delete(conn, [path])
+        if conn.execute("SELECT 1 FROM images WHERE path = ?", (path,)).fetchone():
+            self.delete(conn, [path])  # an indexed file that became unreadable; a new unreadable file deletes nothing
 
     def forget_skipped(self, conn: sqlite3.Connection, paths: Iterable[str]) -> None:
         conn.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])

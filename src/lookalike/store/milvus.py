@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from lookalike.errors import LookalikeError
+from lookalike.store.base import Neighbours
 from lookalike.store.catalog import Catalog
-from lookalike.store.vectors import Neighbours
 
 BATCH = 2000
 SYNC_KEY = "milvus_sync"
@@ -109,6 +109,9 @@ class MilvusVectors:
             catalog.set_meta(conn, **{SYNC_KEY: {"uri": self.uri, "epoch": epoch,
                                                  "max_id": int(ids.max()) if len(ids) else -1}})
         self.generation = catalog.generation()
+
+    def describe(self) -> str:
+        return f"Milvus collection {self.collection!r} ({'Milvus Lite' if self.lite else 'server'}: {self.uri})"
 
     def search(self, queries: np.ndarray, k: int, exact: bool = False, candidates: int | None = None
                ) -> Neighbours:
