@@ -39,5 +39,9 @@ demo: install
 test: install-test
 	$(PY) -m pytest -q
 
+test-fast:  # unit tests only (< 60 s); assumes `make install-test` ran
+	$(PY) -m pytest -q -m "not slow"
+
 lint:
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src

@@ -113,3 +113,21 @@ def test_a_refused_open_closes_its_catalog(sample_folder, monkeypatch):
     with pytest.raises(IndexUnusableError, match="belongs to"):
         Index.open(sample_folder / "edited", db=sample_folder / ".lookalike")
     assert closed == [1, 1]
+
+
+def test_every_verb_is_a_method_of_the_index(sample_folder):
+    with lookalike.open(sample_folder, model="efficientnet-lite0") as idx:
+        idx.update()
+        astronaut = next(row.id for path, row in idx.catalog.rows().items() if path == "astronaut.png")
+        similar = idx.similar(astronaut, k=3)
+        assert similar.query == "astronaut.png"  # named by its path, not "#id"
+        assert "astronaut.png" in [m.relative_path for m in similar.matches[:2]]  # tied with its metadata-only resave
+        assert similar.matches[0].score == pytest.approx(1.0, abs=1e-3)
+        assert all(m.relative_path.startswith(("astronaut", "edited/astronaut")) for m in similar.matches)
+        groups = idx.duplicates()
+        assert any(g.keeper.relative_path.startswith("astronaut") or any(
+            o.relative_path.startswith("edited/astronaut") for o in g.others) for g in groups)
+        clustering = idx.clusters(k=3)
+        assert len(clustering.ids) == 31 and len(set(clustering.labels.tolist())) == 3
+        with pytest.raises(lookalike.LookalikeError, match="no image with id 999999"):
+            idx.similar(999999)

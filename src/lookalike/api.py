@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lookalike.errors import IndexUnusableError, ModalityError
 from lookalike.indexer import ProgressCallback, UpdateReport, update_index
@@ -18,6 +20,12 @@ from lookalike.sources import is_remote, is_url_list, open_source
 from lookalike.store.base import VectorStore
 from lookalike.store.catalog import Catalog
 from lookalike.store.policy import open_store
+
+if TYPE_CHECKING:
+    from lookalike.cluster import Clustering
+    from lookalike.dupes import DuplicateGroup
+    from lookalike.fusion import FusedMatch
+    from lookalike.recognize import Recognition
 
 INDEX_DIRNAME = ".lookalike"
 DB_FILENAME = "index.db"
@@ -319,6 +327,48 @@ class Index:
             ]
             results.append(SearchResult(label, matches, neighbours.method))
         return results
+
+    def similar(self, image_id: int, k: int = 10, min_score: float | None = None,
+                exact: bool = False) -> SearchResult:
+        """More like this: the images nearest an indexed image (itself first)."""
+        vector = self.catalog.vector_of(int(image_id))  # NotFoundError if there is none
+        name = self.catalog.paths_for([int(image_id)]).get(int(image_id), f"#{image_id}")
+        return self.search_vectors(vector[None], [name], k=k, min_score=min_score, exact=exact)[0]
+
+    def duplicates(self, threshold: float | None = None, group_min_score: float | None = None, k: int = 20,
+                   keep: Sequence[str] = ("resolution", "size", "oldest"), verify: bool = False
+                   ) -> list[DuplicateGroup]:
+        """Groups of exact and near duplicates, largest first, each with a suggested keeper (see `dupes`)."""
+        from lookalike.dupes import find_duplicates
+
+        return find_duplicates(self, threshold=threshold, group_min_score=group_min_score, k=k, keep=keep,
+                               verify=verify)
+
+    def clusters(self, k: int | None = None, method: str = "kmeans", min_cluster_size: int = 5,
+                 seed: int = 0) -> Clustering:
+        """The collection clustered (KMeans with k, automatic k, or HDBSCAN); see `lookalike.cluster`."""
+        from lookalike.cluster import cluster_vectors
+
+        ids, matrix, _ = self.catalog.all_vectors(self.dim)
+        return cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
+
+    def recognize(self, images: list[str | os.PathLike], categories: str | os.PathLike,
+                  threshold: float | None = None) -> list[Recognition]:
+        """Which category (a folder of example folders, or a prompts YAML) each image belongs to, or unknown."""
+        from lookalike.recognize import load_categories
+
+        return load_categories(categories, self.embedder).recognize(list(images), threshold)
+
+    def fused_search(self, query: str | Query | None = None, *, image=None, text=None,
+                     labels: str | os.PathLike | dict[int, str] | None = None, image_weight: float = 0.5,
+                     k: int = 10) -> list[FusedMatch]:
+        """Catalogue search: image similarity fused with the similarity of each image's name (file name, or a
+        CSV `path,label`) to the query, both standardised per query."""
+        from lookalike.fusion import fused_search, load_labels
+
+        names = labels if isinstance(labels, dict) else load_labels(self, labels)
+        return fused_search(self, make_query(image=image, text=text, query=query), names,
+                            image_weight=image_weight, k=k)
 
     def read(self, relative_path: str):
         """What `load_image` needs to read an indexed image: a local path, or its bytes from a remote source."""

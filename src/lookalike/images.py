@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lookalike.errors import ImageError
+from lookalike.errors import ImageError, ImageTooLargeError
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
@@ -139,7 +139,8 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
             image = Image.open(fp)
             width, height = image.size
             if width * height > limit:
-                raise ImageError(f"too large: {width}x{height} = {width * height:,} pixels, over the {limit:,} limit")
+                raise ImageTooLargeError(
+                    f"too large: {width}x{height} = {width * height:,} pixels, over the {limit:,} limit")
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
             image.load()
@@ -156,7 +157,7 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
     except UnidentifiedImageError as exc:
         raise ImageError("not an image (unrecognised format or corrupt header)") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"too large: {exc}") from exc
+        raise ImageTooLargeError(f"too large: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}") from exc
 

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from lookalike.api import Index
-from lookalike.errors import ImageError, LookalikeError, ModalityError, QueryError
+from lookalike.errors import ImageError, LookalikeError
 from lookalike.server.safety import DEFAULT_PIXEL_LIMIT, DEFAULT_UPLOAD_LIMIT, RequestRejected, fetch_url
 
 STATIC = Path(__file__).parent / "static"
@@ -48,13 +48,11 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
 
     @app.exception_handler(ImageError)
     def bad_image(_: Request, exc: ImageError):
-        status = 413 if str(exc).startswith("too large") else 415
-        return JSONResponse({"detail": f"not a usable image: {exc}"}, status_code=status)
+        return JSONResponse({"detail": f"not a usable image: {exc}"}, status_code=exc.http_status)
 
     @app.exception_handler(LookalikeError)
     def bad_request(_: Request, exc: LookalikeError):
-        status = 422 if isinstance(exc, (ModalityError, QueryError)) else 400
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
     async def read_upload(upload: UploadFile) -> bytes:
         data = await upload.read(upload_limit + 1)
@@ -122,9 +120,7 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
     @app.get("/api/search/similar/{image_id}", dependencies=api)
     def more_like_this(image_id: int, k: Annotated[int, Query(ge=1, le=500)] = 20) -> dict:
         with lock:
-            vector = index.catalog.vector_of(image_id)
-            [result] = index.search_vectors(vector[None], [f"#{image_id}"], k=k)
-        return results(result)
+            return results(index.similar(image_id, k=k))
 
     @app.post("/api/compare", dependencies=api)
     async def compare(a: Annotated[UploadFile, File()], b: Annotated[UploadFile, File()]) -> dict:

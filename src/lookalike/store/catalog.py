@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.errors import IndexUnusableError
+from lookalike.errors import IndexUnusableError, NotFoundError
 
 SCHEMA_VERSION = 2
 VECTOR_DTYPE = np.float16  # half the disk and RAM of float32; cosine error ~1e-3, ranking unaffected in practice
@@ -175,7 +175,7 @@ class Catalog:
     def vector_of(self, image_id: int) -> np.ndarray:
         row = self.conn.execute("SELECT vector FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
-            raise IndexUnusableError(f"no image with id {image_id} in the index")
+            raise NotFoundError(f"no image with id {image_id} in the index")
         return np.frombuffer(row[0], VECTOR_DTYPE).astype(np.float32)
 
     @contextmanager
