@@ -83,3 +83,20 @@ def test_missing_index_and_missing_folder_messages(tmp_path, monkeypatch):
         Index.open()
     with pytest.raises(IndexUnusableError, match="not a folder"):
         Index.open(tmp_path / "nope", model="phash")
+
+
+def test_fifty_simultaneous_first_opens_of_a_new_index(sample_folder):
+    """Fault 8: 36 of 50 simultaneous first opens of a new index failed."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(50)
+
+    def first_open(_):
+        start.wait()
+        with lookalike.open(sample_folder, model="phash") as idx:
+            return idx.model_id, idx.source.location
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = set(pool.map(first_open, range(50)))
+    assert answers == {("phash", str(sample_folder))}

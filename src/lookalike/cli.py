@@ -117,8 +117,11 @@ def index(
                                    batch_size=batch_size)
             elif engine != "local":
                 raise LookalikeError(f"unknown engine '{engine}': choose local or ray")
+            def waiting(holder: str) -> None:
+                errors.print(f"waiting: this index is being updated by {shown(holder)}", highlight=False)
+
             report = idx.update(progress=progress, include_hidden=include_hidden, batch_size=batch_size,
-                                engine=runner)
+                                engine=runner, on_wait=waiting)
         idx.vectors()  # build (or sync) the search structure now rather than at the first search
         info = idx.info()
     if as_json:

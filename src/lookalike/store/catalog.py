@@ -104,8 +104,13 @@ class Catalog:
                 f"{self.db_file} was written by a newer lookalike (schema {version} > {SCHEMA_VERSION}): "
                 "upgrade lookalike"
             )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            with self.transaction() as conn:
+        if version == SCHEMA_VERSION:
+            return
+        # The version is read again inside the write transaction: processes opening a new index at the same
+        # moment would otherwise all run migration 1 ("table meta already exists": 36 of 50 failed).
+        with self.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _statements(MIGRATIONS[target]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {target}")
