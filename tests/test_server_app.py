@@ -26,7 +26,7 @@ def indexed_folder(tmp_path_factory, sample_folder_template):
 @pytest.fixture(scope="module")
 def client(indexed_folder):
     idx = lookalike.open(indexed_folder)
-    with TestClient(create_app(idx, upload_limit=5 * 1024 * 1024)) as test_client:
+    with TestClient(create_app(idx, upload_limit=5 * 1024 * 1024, allowed_hosts=["testserver"])) as test_client:
         yield test_client
     idx.close()
 
@@ -133,7 +133,7 @@ def test_recognize_needs_configured_categories(client, photos):
 
 def test_server_sees_new_images_without_restart(indexed_folder, photos):
     idx = lookalike.open(indexed_folder)
-    with TestClient(create_app(idx)) as client:
+    with TestClient(create_app(idx, allowed_hosts=["testserver"])) as client:
         assert client.get("/api/info").json()["images"] == 31
         photos["moon"].rotate(90).save(indexed_folder / "new moon.png")
         writer = lookalike.open(indexed_folder)  # another process would do the same: `lookalike index`
@@ -151,11 +151,13 @@ def test_server_sees_new_images_without_restart(indexed_folder, photos):
 
 def test_token_is_required_when_set(indexed_folder):
     idx = lookalike.open(indexed_folder)
-    with TestClient(create_app(idx, token="s3cret")) as client:
+    with TestClient(create_app(idx, token="s3cret", allowed_hosts=["testserver"])) as client:
         assert client.get("/api/info").status_code == 401
         assert client.get("/api/info", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/api/info", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        assert client.get("/api/thumbnail/1?token=s3cret").status_code == 200
+        assert client.get("/api/info", headers={"Authorization": "bearer  s3cret"}).status_code == 200  # RFC 6750
+        assert client.get("/api/info", headers={"Authorization": "s3cret"}).status_code == 401  # no scheme
+        assert client.get("/api/thumbnail/1?token=s3cret").status_code == 401  # never in URLs (logs, history)
         assert client.get("/api/health").status_code == 200  # liveness needs no secret
         assert client.get("/").status_code == 200 and "lookalike" in client.get("/").text
     idx.close()
