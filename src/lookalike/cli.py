@@ -423,7 +423,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; anything but loopback requires a token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     token: Annotated[str | None, typer.Option(envvar="LOOKALIKE_TOKEN", help="Every API call must send "
-                                              "'Authorization: Bearer TOKEN' (or ?token=).")] = None,
+                                              "'Authorization: Bearer TOKEN'.")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="A name this server is reached by, repeatable (Host-header allow-list against DNS rebinding; "
+        "loopback names are always allowed, '*' allows any).")] = None,
     categories: Annotated[Path | None, typer.Option(help="Categories for /api/recognize.")] = None,
     upload_limit_mb: Annotated[float, typer.Option(help="Largest accepted upload.")] = 25,
     allow_private_urls: Annotated[bool, typer.Option(help="Let URL queries reach private addresses.")] = False,
@@ -446,10 +449,12 @@ def serve(
                              "LOOKALIKE_TOKEN), or keep the default --host 127.0.0.1")
     idx = Index.open(db=db, create=False)
     warm_up(idx)
+    hosts = [*(allowed_host or []), *([] if host in ("0.0.0.0", "::") else [host])]
     app = create_app(idx, token=token, upload_limit=int(upload_limit_mb * 1024 * 1024),
-                     categories=str(categories) if categories else None, allow_private_urls=allow_private_urls)
-    errors.print(f"lookalike: {idx.info().images} images with {idx.model_id}; open http://{host}:{port}/",
-                 highlight=False)
+                     categories=str(categories) if categories else None, allow_private_urls=allow_private_urls,
+                     allowed_hosts=hosts)
+    errors.print(f"lookalike: {idx.info().images} images with {idx.model_id}; open http://{host}:{port}/"
+                 + ("#token=TOKEN (the page keeps it in memory only)" if token else ""), highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
