@@ -131,3 +131,20 @@ def test_every_verb_is_a_method_of_the_index(sample_folder):
         assert len(clustering.ids) == 31 and len(set(clustering.labels.tolist())) == 3
         with pytest.raises(lookalike.LookalikeError, match="no image with id 999999"):
             idx.similar(999999)
+
+
+def test_fifty_simultaneous_first_opens_of_a_new_index(sample_folder):
+    """Fault 8: 36 of 50 simultaneous first opens of a new index failed."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(50)
+
+    def first_open(_):
+        start.wait()
+        with lookalike.open(sample_folder, model="phash") as idx:
+            return idx.model_id, idx.source.location
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = set(pool.map(first_open, range(50)))
+    assert answers == {("phash", str(sample_folder))}

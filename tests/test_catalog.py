@@ -96,3 +96,21 @@ def test_readers_are_not_blocked_by_a_writer(tmp_path):
     thread.join()
     assert failures == []
     assert reader.count() == 500
+
+
+def test_fifty_simultaneous_first_opens_all_succeed(tmp_path):
+    """Fault 8: the schema version was read outside the write transaction ("table meta already exists")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(50)
+
+    def first_open(_):
+        start.wait()
+        catalog = Catalog(tmp_path / "new" / "index.db")
+        try:
+            return catalog.conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            catalog.close()
+
+    with ThreadPoolExecutor(50) as pool:
+        assert list(pool.map(first_open, range(50))) == [SCHEMA_VERSION] * 50

@@ -290,3 +290,29 @@ def test_dinov2_checkpoint_folder_as_model(sample_folder, tiny_dino_dir):
     assert info["preprocessing"]["family"] == "dinov2" and info["preprocessing"]["pooling"] == "cls"
     text = run("search", "--text", "a cat", cwd=sample_folder, check=False)
     assert text.returncode == 1 and "images only" in text.stderr
+
+
+def test_hostile_file_names_are_indexed_searchable_and_printed_escaped(tmp_path, photos):
+    """Faults 1 and 10: a non-UTF-8 name and terminal escape codes in names, end to end through the CLI."""
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    raw = os.fsencode(folder)
+    photos["chelsea"].save(os.path.join(raw, b"cat\xff.png"))
+    photos["rocket"].save(os.path.join(raw, b"\x1b]0;pwned\x07\x1b[2J.png"))
+    for name in ("moon", "coffee", "clock"):
+        photos[name].save(folder / f"{name}.png")
+    (folder / "evil\x1b[31m.jpg").write_bytes(b"text, not a jpeg")
+    indexed = run("index", folder, "--model", "efficientnet-lite0")
+    assert "5 images indexed" in indexed.stdout and "\x1b" not in indexed.stdout
+    assert "evil\\x1b[31m.jpg" in indexed.stdout  # the bad file is reported, its name escaped
+
+    query = os.path.join(raw, b"cat\xff.png")
+    shown = subprocess.run([*LOOKALIKE, "search", os.fsdecode(query), "--top", "5"], capture_output=True, cwd=folder,
+                           env=ENV, timeout=300, check=True).stdout.decode()
+    assert "cat\\xff.png" in shown and "\\x1b]0;pwned\\x07\\x1b[2J.png" in shown and "\x1b" not in shown
+    as_json = subprocess.run([*LOOKALIKE, "search", os.fsdecode(query), "--json"], capture_output=True, cwd=folder,
+                             env=ENV, timeout=300, check=True).stdout.decode("utf-8")  # valid UTF-8
+    [result] = json_lines(as_json)
+    top = result["results"][0]
+    assert os.fsencode(top["relative_path"]) == b"cat\xff.png" and top["score"] > 0.99  # lossless: same bytes
+    assert os.path.exists(os.fsencode(top["path"]))

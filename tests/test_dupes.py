@@ -140,3 +140,28 @@ def test_tiny_or_empty_index_has_no_groups(tmp_path, photos):
     idx.update()
     assert find_duplicates(idx) == []
     assert DuplicateGroup(Member(1, "a", "/a", 1, 1, 1, 1)).as_dict()["duplicates"] == []
+
+
+def test_verify_survives_1x1_and_1xn_images(tmp_path, photos):
+    """Fault 6: the resize to 800 px made a 0-row image and OpenCV crashed (CLI and API answered 500)."""
+    from PIL import Image
+
+    from lookalike.verify import verify_images
+
+    ramp = np.tile(np.arange(2400, dtype=np.uint16) % 256, (1, 1)).astype(np.uint8)
+    odd = {"dot_red.png": Image.new("RGB", (1, 1), "red"), "dot_blue.png": Image.new("RGB", (1, 1), "blue"),
+           "strip_tall.png": Image.fromarray(ramp.T.copy()).convert("RGB"),
+           "strip_wide.png": Image.fromarray(ramp).convert("RGB"),
+           "strip_wide2.png": Image.fromarray(ramp[:, ::-1].copy()).convert("RGB")}
+    for name, image in odd.items():
+        image.save(tmp_path / name)
+    for name in ("chelsea", "coffee"):
+        photos[name].save(tmp_path / f"{name}.png")
+        photos[name].crop((0, 0, photos[name].width // 2, photos[name].height)).save(tmp_path / f"{name}_half.png")
+    idx = lookalike.open(tmp_path, model="efficientnet-lite0")
+    assert idx.update().added == 9
+    groups = find_duplicates(idx, verify=True)
+    members = [m for g in groups for m in g.members]
+    assert not [m for m in members if m.relative_path in odd and m.verified]  # nothing to match: never "verified"
+    assert verify_images(odd["dot_red.png"], odd["dot_red.png"]).verified is False
+    assert verify_images(odd["strip_tall.png"], photos["chelsea"]).matches == 0

@@ -144,3 +144,93 @@ def test_open_query_image_accepts_bytes_and_pil(photos):
     photos["rocket"].save(buffer, "PNG")
     assert open_query_image(buffer.getvalue()).size == photos["rocket"].size
     assert open_query_image(photos["rocket"].convert("L")).mode == "RGB"
+
+
+def _zero_png(width: int, height: int) -> bytes:
+    """A valid greyscale PNG of any size in a few hundred KB (all-zero rows compress to nothing)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    raw = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def test_the_pixel_limit_is_lookalikes_own_not_pillows(monkeypatch):
+    """Fault 7: Pillow's bomb check (2 x MAX_IMAGE_PIXELS) fired first, so LOOKALIKE_MAX_PIXELS could not raise it."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # Pillow alone would refuse anything over 2,000 pixels
+    data = _zero_png(120, 120)  # 14,400 pixels
+    monkeypatch.setenv("LOOKALIKE_MAX_PIXELS", "20000")
+    assert load_image(data).size == (120, 120)
+    monkeypatch.setenv("LOOKALIKE_MAX_PIXELS", "10000")
+    with pytest.raises(ImageError, match="14,400 pixels, over the 10,000 limit"):
+        load_image(data)
+
+
+def test_over_the_documented_limit_is_refused_before_decoding():
+    data = _zero_png(20_000, 13_000)  # 260 MP, > 250 MP: refused from the header alone
+    with pytest.raises(ImageError, match="over the 250,000,000 limit"):
+        load_image(data)
+
+
+@pytest.mark.slow
+def test_a_200_megapixel_image_decodes_under_the_default_limit():
+    image = load_image(_zero_png(16_000, 12_500))
+    assert image.size == (16_000, 12_500)
+
+
+def test_concurrent_decodes_stay_within_the_pixel_budget(monkeypatch, photos):
+    """Fault 7: 8 threads decoding PNGs just under the limit held 3.85 GB at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lookalike import images
+
+    budget = images.PixelBudget(3 * 512 * 512)
+    peak = []
+    real_hold = budget.hold
+
+    def watched(pixels):
+        context = real_hold(pixels)
+
+        class Watch:
+            def __enter__(self):
+                context.__enter__()
+                peak.append(budget.in_flight)
+
+            def __exit__(self, *exc):
+                return context.__exit__(*exc)
+
+        return Watch()
+
+    monkeypatch.setattr(budget, "hold", watched)
+    monkeypatch.setattr(images, "_budget", budget)
+    data = io.BytesIO()
+    photos["astronaut"].save(data, "PNG")  # 512 x 512
+    with ThreadPoolExecutor(8) as pool:
+        decoded = list(pool.map(lambda _: load_image(data.getvalue()), range(24)))
+    assert all(d.size == (512, 512) for d in decoded) and len(peak) == 24
+    assert max(peak) <= budget.capacity and budget.in_flight == 0
+    big = images.PixelBudget(100)
+    with big.hold(1_000):  # larger than the whole budget: decodes alone instead of waiting forever
+        assert big.in_flight == 100
+
+
+@pytest.mark.parametrize(("mode", "values", "expected_mean"), [
+    ("F", np.linspace(0, 1, 256, dtype=np.float32), 127.5),  # float intensities in [0, 1]
+    ("F", np.linspace(-1000, 50_000, 256, dtype=np.float32), 127.5),  # HDR / scientific floats
+    ("I", np.linspace(0, 2**31 - 1, 256).astype(np.int32), 127.5),  # 32-bit counts
+    ("I;16", np.linspace(0, 65535, 256).astype(np.uint16), 127.5),  # 16-bit
+])
+def test_high_bit_depth_tiffs_are_scaled_not_clipped(tmp_path, mode, values, expected_mean):
+    """Fault 10: float and 32-bit TIFFs decoded all black or all white."""
+    array = np.tile(values, (64, 1))  # a horizontal ramp
+    image = Image.fromarray(array, mode) if mode != "I;16" else Image.fromarray(array)
+    image.save(tmp_path / "deep.tif")
+    decoded = np.asarray(load_image(tmp_path / "deep.tif"))
+    assert decoded.mean() == pytest.approx(expected_mean, abs=2)
+    assert decoded[:, 0].max() <= 1 and decoded[:, -1].min() >= 254  # a full ramp, black to white

@@ -107,3 +107,25 @@ def test_hidden_files_are_indexed_only_when_asked(catalog, sample_folder, counti
     assert ".private/coins.png" not in catalog.rows()
     update_index(catalog, sample_folder, counting, include_hidden=True)
     assert ".private/coins.png" in catalog.rows()
+
+
+def test_file_names_of_any_bytes_are_indexed_and_kept_exactly(catalog, tmp_path, photos, efficientnet):
+    """Fault 1: one name with invalid UTF-8 used to stop the run with a UnicodeEncodeError, 0 indexed."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    raw_names = [b"bad\xff.jpg", b"caf\xe9-latin1.png", b"red\x1b[31m.png", b"ok1.png", b"ok2.png", b"ok3.png"]
+    for raw, photo in zip(raw_names, ["chelsea", "coffee", "rocket", "moon", "clock", "coins"], strict=True):
+        photos[photo].convert("RGB").save(os.path.join(os.fsencode(folder), raw), "PNG")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    os.symlink(b"nowhere\xfe.jpg", os.path.join(os.fsencode(folder), b"dangling\xfe.jpg"))
+
+    report = update_index(catalog, folder, efficientnet)
+    assert report.added == 6 and {p for p, _ in report.skipped} == {"broken.jpg", os.fsdecode(b"dangling\xfe.jpg")}
+    stored = {os.fsencode(path) for path in catalog.rows()}
+    assert stored == set(raw_names)
+    reopened = Catalog(catalog.db_file)  # lossless across connections, and a re-run changes nothing
+    assert {os.fsencode(p) for p in reopened.rows()} == set(raw_names)
+    assert update_index(reopened, folder, efficientnet).unchanged == 6
+    os.rename(os.path.join(os.fsencode(folder), b"bad\xff.jpg"), os.path.join(os.fsencode(folder), b"moved\xff.jpg"))
+    moved = update_index(reopened, folder, efficientnet)
+    assert moved.moved == 1 and os.fsdecode(b"moved\xff.jpg") in reopened.rows()

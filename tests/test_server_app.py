@@ -26,7 +26,7 @@ def indexed_folder(tmp_path_factory, sample_folder_template):
 @pytest.fixture(scope="module")
 def client(indexed_folder):
     idx = lookalike.open(indexed_folder)
-    with TestClient(create_app(idx, upload_limit=5 * 1024 * 1024)) as test_client:
+    with TestClient(create_app(idx, upload_limit=5 * 1024 * 1024, allowed_hosts=["testserver"])) as test_client:
         yield test_client
     idx.close()
 
@@ -133,7 +133,7 @@ def test_recognize_needs_configured_categories(client, photos):
 
 def test_server_sees_new_images_without_restart(indexed_folder, photos):
     idx = lookalike.open(indexed_folder)
-    with TestClient(create_app(idx)) as client:
+    with TestClient(create_app(idx, allowed_hosts=["testserver"])) as client:
         assert client.get("/api/info").json()["images"] == 31
         photos["moon"].rotate(90).save(indexed_folder / "new moon.png")
         writer = lookalike.open(indexed_folder)  # another process would do the same: `lookalike index`
@@ -151,11 +151,13 @@ def test_server_sees_new_images_without_restart(indexed_folder, photos):
 
 def test_token_is_required_when_set(indexed_folder):
     idx = lookalike.open(indexed_folder)
-    with TestClient(create_app(idx, token="s3cret")) as client:
+    with TestClient(create_app(idx, token="s3cret", allowed_hosts=["testserver"])) as client:
         assert client.get("/api/info").status_code == 401
         assert client.get("/api/info", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/api/info", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        assert client.get("/api/thumbnail/1?token=s3cret").status_code == 200
+        assert client.get("/api/info", headers={"Authorization": "bearer  s3cret"}).status_code == 200  # RFC 6750
+        assert client.get("/api/info", headers={"Authorization": "s3cret"}).status_code == 401  # no scheme
+        assert client.get("/api/thumbnail/1?token=s3cret").status_code == 401  # never in URLs (logs, history)
         assert client.get("/api/health").status_code == 200  # liveness needs no secret
         assert client.get("/").status_code == 200 and "lookalike" in client.get("/").text
     idx.close()
@@ -165,3 +167,101 @@ def test_openapi_docs_list_the_endpoints(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/search/image", "/api/search/text", "/api/search/url", "/api/compare", "/api/dupes",
             "/api/clusters", "/api/recognize", "/api/info"} <= set(paths)
+
+
+@pytest.mark.parametrize("url", [
+    f"/api/search/similar/{2**63}", f"/api/thumbnail/{2**63}", f"/api/thumbnail/{2**64 + 5}",
+    "/api/search/similar/1?k=0", "/api/search/text?q=x&min_score=nan", "/api/search/text?q=x&min_score=inf",
+    "/api/dupes?threshold=1e308", "/api/dupes?threshold=-nan", "/api/thumbnail/1?size=1e3",
+    "/api/clusters?method=spectral", "/api/jobs/..%2F..%2Fetc",
+])
+def test_ids_and_numbers_out_of_range_are_422_not_500(client, url):
+    """Fault 9: image ids >= 2**63 answered 500 (SQLite integer overflow)."""
+    response = client.get(url)
+    assert response.status_code in (404, 422), response.text
+    assert "detail" in response.json()
+
+
+def test_dupes_with_verification_is_a_background_job_that_holds_no_lock(client, monkeypatch):
+    """Fault 9: /api/dupes?verify=true held the global lock (a concurrent search waited 10.1 s)."""
+    import threading
+    import time
+
+    import lookalike.dupes
+
+    real, gate = lookalike.dupes.find_duplicates, threading.Event()
+
+    def slow_find_duplicates(index, **kwargs):
+        gate.wait(30)
+        return real(index, **kwargs)
+
+    monkeypatch.setattr(lookalike.dupes, "find_duplicates", slow_find_duplicates)
+    started = client.get("/api/dupes?verify=true")
+    assert started.status_code == 202 and started.headers["location"] == started.json()["url"]
+    assert client.get("/api/search/similar/1?k=3").status_code == 200  # not blocked while the job runs
+    assert client.get(started.json()["url"]).json()["status"] in ("queued", "running")
+    gate.set()
+    deadline = time.time() + 120
+    while (job := client.get(started.json()["url"]).json())["status"] in ("queued", "running"):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "done" and len(job["result"]["groups"]) >= 3
+    assert all("path" not in g["keeper"] for g in job["result"]["groups"])
+
+
+def test_uploads_decode_and_embed_off_the_event_loop(client, monkeypatch, photos):
+    """Fault 5: uploads decoded and embedded on the event loop; /api/health waited behind them."""
+    import threading
+
+    import httpx
+
+    from lookalike.server.routes import Context
+
+    real, gate, entered = Context.search, threading.Event(), threading.Semaphore(0)
+
+    def blocked_search(self, *args, **kwargs):
+        entered.release()
+        gate.wait(30)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Context, "search", blocked_search)
+    query = _jpeg(photos["coffee"])
+
+    async def main():
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            uploads = [asyncio.ensure_future(http.post("/api/search/image", files={"file": ("q.jpg", query)}))
+                       for _ in range(3)]
+            for _ in range(2):  # two workers are busy with uploads, the third waits in the queue
+                await asyncio.get_running_loop().run_in_executor(None, entered.acquire)
+            health = await asyncio.wait_for(http.get("/api/health"), 5)
+            pending = sum(not u.done() for u in uploads)
+            gate.set()
+            return health.status_code, pending, [(await u).status_code for u in uploads]
+
+    import asyncio
+
+    health, pending, statuses = asyncio.run(main())
+    assert health == 200 and pending == 3 and statuses == [200, 200, 200]
+
+
+def test_openapi_documents_every_error_answer(client):
+    schema = client.get("/openapi.json").json()
+    for path in ("/api/search/image", "/api/thumbnail/{image_id}", "/api/dupes", "/api/compare"):
+        operation = next(iter(schema["paths"][path].values()))
+        assert {"400", "404", "413", "415", "422", "503"} <= set(operation["responses"]), path
+    assert schema["components"]["schemas"]["Problem"]["properties"]["detail"]["type"] == "string"
+
+
+def test_names_that_are_not_utf8_are_served_escaped(tmp_path, photos):
+    import os
+
+    photos["chelsea"].save(os.path.join(os.fsencode(tmp_path), b"cat\xff.png"))
+    photos["coffee"].save(tmp_path / "coffee.png")
+    idx = lookalike.open(tmp_path, model="phash")
+    idx.update()
+    with TestClient(create_app(idx, allowed_hosts=["testserver"])) as http:
+        found = http.get("/api/search/similar/1?k=2").json()["results"]
+        assert {r["relative_path"] for r in found} == {"cat\\xff.png", "coffee.png"}
+        assert all(http.get(r["thumbnail"]).status_code == 200 for r in found)
+    idx.close()

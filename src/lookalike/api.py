@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from lookalike.settings import IndexSettings, parse_size
 from lookalike.sources import is_remote, is_url_list, open_source
 from lookalike.store.base import VectorStore
 from lookalike.store.catalog import Catalog
+from lookalike.store.lock import writer_lock
 from lookalike.store.policy import open_store
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ class Index:
     def _reset_model(self, model: str) -> None:
         """--reindex: forget every vector and record the new model; the next update embeds everything."""
         embedder = load_embedder(model)
-        with self.catalog.transaction() as conn:
+        with writer_lock(self.db_file), self.catalog.transaction() as conn:
             conn.execute("DELETE FROM images")
             conn.execute("DELETE FROM skipped")
             self.catalog.set_meta(conn, model=embedder.id, dim=embedder.dim, preprocessing=embedder.preprocessing())
@@ -280,14 +281,16 @@ class Index:
     # -- verbs -------------------------------------------------------------------------------------
     def update(
         self, progress: ProgressCallback | None = None, include_hidden: bool = False, batch_size: int = 32,
-        engine=None,
+        engine=None, wait: bool = True, on_wait: Callable[[str], None] | None = None,
     ) -> UpdateReport:
         """Embed new and changed files, reuse vectors of moved ones, drop deleted ones.
 
-        `engine` embeds elsewhere (e.g. `lookalike.distributed.RayEngine`); by default, in this process."""
+        `engine` embeds elsewhere (e.g. `lookalike.distributed.RayEngine`); by default, in this process.
+        One writer at a time: while another process updates this index, `on_wait(who)` is called and this one
+        waits (or, with `wait=False`, raises IndexBusyError)."""
         if not self.source.exists():
             raise IndexUnusableError(f"the indexed folder {self.source.location} is missing; nothing was changed")
-        with self._lock:
+        with self._lock, writer_lock(self.db_file, wait=wait, on_wait=on_wait):
             return update_index(self.catalog, self.source, lambda: self.embedder, batch_size=batch_size,
                                 include_hidden=include_hidden, progress=progress, engine=engine)
 

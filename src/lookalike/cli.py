@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lookalike.errors import LookalikeError
+from lookalike.names import display
 
 app = typer.Typer(
     help="Find similar images: index a folder, then search by image or text, compare, and more.",
@@ -36,6 +37,22 @@ ModelOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for several queries).")]
 
 
+def shown(text: object) -> str:
+    """A name or message for the terminal: escape codes and undecodable bytes escaped, Rich markup inert."""
+    return escape(display(str(text)))
+
+
+def json_line(payload: object) -> str:
+    """JSON for stdout. A file name that is not UTF-8 travels as \\udcNN escapes (json.loads gives back the same
+    name), so the output is valid UTF-8 and lossless."""
+    text = json.dumps(payload, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(payload)
+    return text
+
+
 @app.callback()
 def options(
     runtime: Annotated[str, typer.Option(
@@ -51,7 +68,7 @@ def main() -> None:
     try:
         app()
     except LookalikeError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False)
+        errors.print(f"[bold red]error:[/] {shown(exc)}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         errors.print("interrupted: everything committed so far is kept; run the command again to finish")
@@ -104,8 +121,11 @@ def index(
                                    batch_size=batch_size)
             elif engine != "local":
                 raise LookalikeError(f"unknown engine '{engine}': choose local or ray")
+            def waiting(holder: str) -> None:
+                errors.print(f"waiting: this index is being updated by {shown(holder)}", highlight=False)
+
             report = idx.update(progress=progress, include_hidden=include_hidden, batch_size=batch_size,
-                                engine=runner)
+                                engine=runner, on_wait=waiting)
         idx.vectors()  # build (or sync) the search structure now rather than at the first search
         info = idx.info()
     if as_json:
@@ -119,7 +139,7 @@ def index(
         highlight=False,
     )
     for path, reason in report.skipped:
-        console.print(f"  [yellow]skipped[/] {escape(path)}: {escape(reason)}", highlight=False)
+        console.print(f"  [yellow]skipped[/] {shown(path)}: {shown(reason)}", highlight=False)
 
 
 @app.command()
@@ -162,15 +182,15 @@ def search(
         results = idx.search_many(parsed, k=top, min_score=min_score, exact=exact)
     for result in results:
         if as_json:
-            print(json.dumps(result.as_dict(), ensure_ascii=False))
+            print(json_line(result.as_dict()))
             continue
-        table = Table(title=escape(result.query), title_justify="left", show_edge=False)
+        table = Table(title=shown(result.query), title_justify="left", show_edge=False)
         table.add_column("#", justify="right", style="dim")
         table.add_column("cosine", justify="right")
         table.add_column("match %", justify="right")
         table.add_column("path", overflow="fold")
         for rank, match in enumerate(result.matches, 1):
-            table.add_row(str(rank), f"{match.score:.4f}", f"{match.percent:.1f}%", escape(match.relative_path))
+            table.add_row(str(rank), f"{match.score:.4f}", f"{match.percent:.1f}%", shown(match.relative_path))
         console.print(table)
         if not result.matches:
             console.print("  (no results)")
@@ -183,15 +203,16 @@ def _print_fused(idx, queries, labels_file, image_weight, top, as_json) -> None:
     for query in queries:
         matches = fused_search(idx, query, names, image_weight=image_weight, k=top)
         if as_json:
-            print(json.dumps({"query": query.label, "image_weight": image_weight,
-                              "results": [m.as_dict() for m in matches]}, ensure_ascii=False))
+            print(json_line({"query": query.label, "image_weight": image_weight,
+                             "results": [m.as_dict() for m in matches]}))
             continue
-        table = Table(title=f"{query.label} (image weight {image_weight:g})", title_justify="left", show_edge=False)
+        table = Table(title=f"{shown(query.label)} (image weight {image_weight:g})", title_justify="left",
+                      show_edge=False)
         for column in ("#", "fused", "image cos", "label cos", "label", "path"):
             table.add_column(column)
         for rank, m in enumerate(matches, 1):
             table.add_row(str(rank), f"{m.score:+.2f}", f"{m.image_score:.4f}", f"{m.label_score:.4f}",
-                          escape(m.label), escape(m.relative_path))
+                          shown(m.label), shown(m.relative_path))
         console.print(table)
 
 
@@ -267,10 +288,10 @@ def dupes(
         if html:
             write_html_report(groups, html, read=idx.read)
     if csv_file:
-        with open(csv_file, "w", newline="", encoding="utf-8") as out:
+        with open(csv_file, "w", newline="", encoding="utf-8", errors="surrogateescape") as out:
             write_csv(groups, out)
     if as_json:
-        print(json.dumps({"groups": [g.as_dict() for g in groups]}, ensure_ascii=False))
+        print(json_line({"groups": [g.as_dict() for g in groups]}))
     else:
         for number, group in enumerate(groups, 1):
             table = Table(title=f"group {number}", title_justify="left", show_edge=False)
@@ -280,14 +301,14 @@ def dupes(
                 is_keeper = member is group.keeper
                 table.add_row("[green]keep[/]" if is_keeper else "dup", "" if is_keeper else f"{member.score:.4f}",
                               "" if is_keeper else ("yes" if member.exact else ""),
-                              f"{member.width}x{member.height}", escape(member.relative_path))
+                              f"{member.width}x{member.height}", shown(member.relative_path))
             console.print(table)
         duplicates = sum(len(g.others) for g in groups)
         console.print(f"{len(groups)} groups, {duplicates} duplicates", highlight=False)
     if move_to or link_to:
         actions = apply_actions(groups, root, move_to=move_to, link_to=link_to, dry_run=not apply)
         for line in actions:
-            errors.print(("" if apply else "[dry run] ") + line, markup=False, highlight=False, soft_wrap=True)
+            errors.print(("" if apply else "[dry run] ") + display(line), markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_cross_set(found: list, as_json: bool) -> None:
@@ -295,14 +316,14 @@ def _print_cross_set(found: list, as_json: bool) -> None:
         if as_json:
             payload = {"path": path, "error": matches} if isinstance(matches, str) else {
                 "path": path, "matches": [m.as_dict() for m in matches]}
-            print(json.dumps(payload, ensure_ascii=False))
+            print(json_line(payload))
         elif isinstance(matches, str):
-            console.print(f"[yellow]skipped[/] {path}: {matches}", highlight=False)
+            console.print(f"[yellow]skipped[/] {shown(path)}: {shown(matches)}", highlight=False)
         elif matches:
-            console.print(f"[red]exists[/]  {path}  ≈ {matches[0].relative_path} ({matches[0].score:.4f})",
-                          highlight=False)
+            console.print(f"[red]exists[/]  {shown(path)}  ≈ {shown(matches[0].relative_path)} "
+                          f"({matches[0].score:.4f})", highlight=False)
         else:
-            console.print(f"[green]new[/]     {path}", highlight=False)
+            console.print(f"[green]new[/]     {shown(path)}", highlight=False)
 
 
 @app.command()
@@ -330,11 +351,11 @@ def recognize(
     for path, result in zip(queries, results, strict=True):
         learned = str(category_set.learn(path, result)) if learn and result.accepted else ""
         if as_json:
-            print(json.dumps({**result.as_dict(), "learned": learned or None}, ensure_ascii=False))
+            print(json_line({**result.as_dict(), "learned": learned or None}))
             continue
         label = f"[green]{result.label}[/]" if result.accepted else f"[yellow]unknown[/] ({result.category}?)"
         runner = f"{result.runner_up} {result.runner_up_score:.3f}" if result.runner_up else ""
-        table.add_row(escape(str(path)), label, f"{result.score:.3f} / {result.threshold:.2f}", runner, escape(learned))
+        table.add_row(shown(path), label, f"{result.score:.3f} / {result.threshold:.2f}", runner, escape(learned))
     if not as_json:
         console.print(table)
 
@@ -378,7 +399,7 @@ def cluster(
         if html:
             contact_sheet(entries, html, read=idx.read)
     if csv_file:
-        with open(csv_file, "w", newline="", encoding="utf-8") as out:
+        with open(csv_file, "w", newline="", encoding="utf-8", errors="surrogateescape") as out:
             writer = csv.DictWriter(out, fieldnames=["id", "cluster", "relative_path", "path"])
             writer.writeheader()
             writer.writerows(entries)
@@ -387,8 +408,8 @@ def cluster(
     if map_file:
         map_png(matrix, clustering.labels, map_file, seed=seed)
     if as_json:
-        print(json.dumps({"method": clustering.method, "k": clustering.k, "silhouette": clustering.silhouette,
-                          "images": entries}, ensure_ascii=False))
+        print(json_line({"method": clustering.method, "k": clustering.k, "silhouette": clustering.silhouette,
+                         "images": entries}))
         return
     sizes = clustering.sizes()
     summary = f"{clustering.k} clusters ({clustering.method})"
@@ -396,7 +417,7 @@ def cluster(
         summary += f", silhouette {clustering.silhouette:.3f}"
     console.print(summary, highlight=False)
     for label in sorted(sizes, key=lambda c: -sizes[c]):
-        examples = [e["relative_path"] for e in entries if e["cluster"] == label][:4]
+        examples = [shown(e["relative_path"]) for e in entries if e["cluster"] == label][:4]
         name = "outliers" if label == NOISE else f"cluster {label}"
         console.print(f"  {name}: {sizes[label]} images, e.g. {', '.join(examples)}", highlight=False)
 
@@ -406,7 +427,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; anything but loopback requires a token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     token: Annotated[str | None, typer.Option(envvar="LOOKALIKE_TOKEN", help="Every API call must send "
-                                              "'Authorization: Bearer TOKEN' (or ?token=).")] = None,
+                                              "'Authorization: Bearer TOKEN'.")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="A name this server is reached by, repeatable (Host-header allow-list against DNS rebinding; "
+        "loopback names are always allowed, '*' allows any).")] = None,
     categories: Annotated[Path | None, typer.Option(help="Categories for /api/recognize.")] = None,
     upload_limit_mb: Annotated[float, typer.Option(help="Largest accepted upload.")] = 25,
     allow_private_urls: Annotated[bool, typer.Option(help="Let URL queries reach private addresses.")] = False,
@@ -429,10 +453,12 @@ def serve(
                              "LOOKALIKE_TOKEN), or keep the default --host 127.0.0.1")
     idx = Index.open(db=db, create=False)
     warm_up(idx)
+    hosts = [*(allowed_host or []), *([] if host in ("0.0.0.0", "::") else [host])]
     app = create_app(idx, token=token, upload_limit=int(upload_limit_mb * 1024 * 1024),
-                     categories=str(categories) if categories else None, allow_private_urls=allow_private_urls)
-    errors.print(f"lookalike: {idx.info().images} images with {idx.model_id}; open http://{host}:{port}/",
-                 highlight=False)
+                     categories=str(categories) if categories else None, allow_private_urls=allow_private_urls,
+                     allowed_hosts=hosts)
+    errors.print(f"lookalike: {idx.info().images} images with {idx.model_id}; open http://{host}:{port}/"
+                 + ("#token=TOKEN (the page keeps it in memory only)" if token else ""), highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

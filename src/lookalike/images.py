@@ -10,7 +10,10 @@ import hashlib
 import io
 import os
 import stat
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +31,7 @@ JUNK_DIRS = frozenset(
 )
 # Guard against decompression bombs; a 200 MP phone photo still fits. Override with LOOKALIKE_MAX_PIXELS.
 DEFAULT_MAX_PIXELS = 250_000_000
+DEFAULT_DECODE_PIXELS = 300_000_000  # pixels decoding at once (all threads): one 250 MP image, or 25 x 12 MP photos
 BACKGROUND = (255, 255, 255)
 
 ImageSource = str | os.PathLike | bytes | BinaryIO
@@ -119,6 +123,50 @@ def max_pixels() -> int:
     return int(os.environ.get("LOOKALIKE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 
 
+def _let_pillow_allow(limit: int) -> None:
+    """Pillow refuses images over 2 × `Image.MAX_IMAGE_PIXELS` (179 MP by default) inside `Image.open`, before
+    lookalike's own check could run: a 200 MP photo under the documented 250 MP limit was skipped and
+    LOOKALIKE_MAX_PIXELS could not raise it. Pillow's threshold follows ours (only ever upwards, as limits differ
+    per caller: 60 MP for uploads, 250 MP for indexing), so lookalike's limit is the one that decides."""
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+class PixelBudget:
+    """At most `capacity` pixels decoding at once, across threads: decoding costs ~3-12 bytes per pixel, so 8
+    worker threads each opening a PNG just under the 250 MP limit used 3.85 GB of RAM at once. An image larger
+    than the whole budget still decodes, alone."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.in_flight = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self.in_flight + pixels <= self.capacity)
+            self.in_flight += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_flight -= pixels
+                self._changed.notify_all()
+
+
+_budget: PixelBudget | None = None
+
+
+def decode_budget() -> PixelBudget:
+    """The process-wide budget: LOOKALIKE_DECODE_PIXELS (default 300 MP, ~1-3.5 GB while decoding)."""
+    global _budget
+    if _budget is None:
+        _budget = PixelBudget(int(os.environ.get("LOOKALIKE_DECODE_PIXELS", DEFAULT_DECODE_PIXELS)))
+    return _budget
+
+
 def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: int | None = None) -> Image.Image:
     """Decode an image to RGB, upright (EXIF orientation), alpha composited on white, first frame only.
 
@@ -128,6 +176,7 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
     """
     _register_heif()
     limit = pixel_limit or max_pixels()
+    _let_pillow_allow(limit)
     try:
         fp = io.BytesIO(source) if isinstance(source, bytes) else source
         if isinstance(fp, (str, os.PathLike)) and os.path.getsize(fp) == 0:
@@ -143,8 +192,9 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
                     f"too large: {width}x{height} = {width * height:,} pixels, over the {limit:,} limit")
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
-            image.load()
-            upright = to_rgb(ImageOps.exif_transpose(image))
+            with decode_budget().hold(image.width * image.height):  # after draft: the pixels really decoded
+                image.load()
+                upright = to_rgb(ImageOps.exif_transpose(image))
             turned = (upright.width > upright.height) != (width > height)
             upright.info["original_size"] = (height, width) if turned else (width, height)
             return upright
@@ -170,9 +220,31 @@ def to_rgb(image: Image.Image) -> Image.Image:
         canvas = Image.new("RGB", rgba.size, BACKGROUND)
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        image = image.point(lambda v: v / 256).convert("L")
+    if image.mode in HIGH_DEPTH_MODES:
+        image = to_8bit(image)
     return image.convert("RGB")
+
+
+HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float greyscale (TIFF, PNG, scientific images) to 8 bits by what the values mean:
+    16-bit data by its full range; floats in [0, 1] as intensities; anything else (32-bit counts, HDR floats,
+    negative values) stretched from its minimum to its maximum. Pillow's own conversion clips them, so such TIFFs
+    decoded all black or all white."""
+    import numpy as np
+
+    values = np.asarray(image).astype(np.float64)
+    values[~np.isfinite(values)] = 0.0
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+        scaled = values / 257.0
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255.0
+    else:
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
 def read_source_bytes(source: str, timeout: float = 20.0, max_bytes: int = 50_000_000) -> bytes:

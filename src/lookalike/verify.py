@@ -19,6 +19,7 @@ from lookalike.errors import LookalikeError
 MAX_SIDE = 800  # features on a bounded-size copy: fast, and enough detail for copy detection
 MIN_INLIERS = 40
 MIN_INLIER_RATIO = 0.4
+MIN_SIDE = 32  # ORB's pyramid cannot describe a strip thinner than its 31-px patch (1x1 crashed OpenCV's resize)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,10 @@ def extract_features(image: Image.Image, n_features: int = 1500):
     gray = image.convert("L")
     scale = min(1.0, MAX_SIDE / max(gray.size))
     if scale < 1:
-        gray = gray.resize((round(gray.width * scale), round(gray.height * scale)), Image.Resampling.BILINEAR)
+        gray = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))),
+                           Image.Resampling.BILINEAR)
+    if min(gray.size) < MIN_SIDE:  # 1x1 pixels, 1xN strips: nothing to match, not an error
+        return np.zeros((0, 2), np.float32), None
     orb = cv2.ORB_create(nfeatures=n_features)
     keypoints, descriptors = orb.detectAndCompute(np.asarray(gray), None)
     points = np.float32([kp.pt for kp in keypoints]) / scale if keypoints else np.zeros((0, 2), np.float32)

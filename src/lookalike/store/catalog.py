@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import IndexUnusableError, NotFoundError
+from lookalike.names import from_db, json_text, to_db
 
 SCHEMA_VERSION = 2
 VECTOR_DTYPE = np.float16  # half the disk and RAM of float32; cosine error ~1e-3, ranking unaffected in practice
@@ -103,8 +104,13 @@ class Catalog:
                 f"{self.db_file} was written by a newer lookalike (schema {version} > {SCHEMA_VERSION}): "
                 "upgrade lookalike"
             )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            with self.transaction() as conn:
+        if version == SCHEMA_VERSION:
+            return
+        # The version is read again inside the write transaction: processes opening a new index at the same
+        # moment would otherwise all run migration 1 ("table meta already exists": 36 of 50 failed).
+        with self.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _statements(MIGRATIONS[target]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {target}")
@@ -141,7 +147,7 @@ class Catalog:
         return int(self.get_meta("epoch", 0))
 
     def _replacing(self, conn: sqlite3.Connection, path: str) -> None:
-        if conn.execute("SELECT 1 FROM images WHERE path = ?", (path,)).fetchone():
+        if conn.execute("SELECT 1 FROM images WHERE path = ?", (to_db(path),)).fetchone():
             self._bump_epoch(conn)
 
     def _bump_epoch(self, conn: sqlite3.Connection) -> None:
@@ -160,7 +166,7 @@ class Catalog:
     # -- images ------------------------------------------------------------------------------------
     def rows(self) -> dict[str, ImageRow]:
         cursor = self.conn.execute("SELECT id, path, size, mtime_ns, content_hash, width, height FROM images")
-        return {row[1]: ImageRow(*row) for row in cursor}
+        return {from_db(row[1]): ImageRow(row[0], from_db(row[1]), *row[2:]) for row in cursor}
 
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
@@ -170,7 +176,8 @@ class Catalog:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        return dict(self.conn.execute(f"SELECT id, path FROM images WHERE id IN ({marks})", ids).fetchall())
+        rows = self.conn.execute(f"SELECT id, path FROM images WHERE id IN ({marks})", ids).fetchall()
+        return {image_id: from_db(path) for image_id, path in rows}
 
     def vector_of(self, image_id: int) -> np.ndarray:
         row = self.conn.execute("SELECT vector FROM images WHERE id = ?", (image_id,)).fetchone()
@@ -225,10 +232,10 @@ class Catalog:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
             "mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, width = excluded.width, "
             "height = excluded.height, vector = excluded.vector, indexed_at = excluded.indexed_at",
-            (image.path, image.size, image.mtime_ns, image.content_hash, image.width, image.height,
+            (to_db(image.path), image.size, image.mtime_ns, image.content_hash, image.width, image.height,
              np.asarray(image.vector, VECTOR_DTYPE).tobytes(), time.time()),
         )
-        conn.execute("DELETE FROM skipped WHERE path = ?", (image.path,))
+        conn.execute("DELETE FROM skipped WHERE path = ?", (to_db(image.path),))
 
     def copy_row(self, conn: sqlite3.Connection, source_id: int, path: str, size: int, mtime_ns: int) -> None:
         """A file whose content is already indexed under another path: reuse that vector."""
@@ -238,22 +245,22 @@ class Catalog:
             "SELECT ?, ?, ?, content_hash, width, height, vector, ? FROM images WHERE id = ? "
             "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
             "content_hash = excluded.content_hash, vector = excluded.vector, indexed_at = excluded.indexed_at",
-            (path, size, mtime_ns, time.time(), source_id),
+            (to_db(path), size, mtime_ns, time.time(), source_id),
         )
-        conn.execute("DELETE FROM skipped WHERE path = ?", (path,))
+        conn.execute("DELETE FROM skipped WHERE path = ?", (to_db(path),))
 
     def move(self, conn: sqlite3.Connection, image_id: int, path: str, size: int, mtime_ns: int) -> None:
         conn.execute(
-            "UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE id = ?", (path, size, mtime_ns, image_id)
+            "UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE id = ?", (to_db(path), size, mtime_ns, image_id)
         )
-        conn.execute("DELETE FROM skipped WHERE path = ?", (path,))
+        conn.execute("DELETE FROM skipped WHERE path = ?", (to_db(path),))
 
     def touch(self, conn: sqlite3.Connection, image_id: int, size: int, mtime_ns: int) -> None:
         conn.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, image_id))
 
     def delete(self, conn: sqlite3.Connection, paths: Iterable[str]) -> None:
         self._bump_epoch(conn)
-        conn.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in paths])
+        conn.executemany("DELETE FROM images WHERE path = ?", [(to_db(p),) for p in paths])
 
     def details(self, ids: Iterable[int]) -> dict[int, tuple]:
         """id → (path, width, height, size, mtime_ns, content_hash, pixel_hash) for reports and keeper choice."""
@@ -266,7 +273,7 @@ class Catalog:
                 "SELECT id, path, width, height, size, mtime_ns, content_hash, pixel_hash FROM images "
                 f"WHERE id IN ({marks})", chunk,
             ):
-                found[row[0]] = row[1:]
+                found[row[0]] = (from_db(row[1]), *row[2:])
         return found
 
     def set_pixel_hashes(self, hashes: dict[int, str]) -> None:
@@ -275,16 +282,17 @@ class Catalog:
 
     # -- skipped files -----------------------------------------------------------------------------
     def skipped(self) -> dict[str, tuple[int, int, str]]:
-        return {p: (s, m, r) for p, s, m, r in self.conn.execute("SELECT path, size, mtime_ns, reason FROM skipped")}
+        rows = self.conn.execute("SELECT path, size, mtime_ns, reason FROM skipped")
+        return {from_db(p): (s, m, r) for p, s, m, r in rows}
 
     def record_skipped(self, conn: sqlite3.Connection, path: str, size: int, mtime_ns: int, reason: str) -> None:
         conn.execute(
             "INSERT INTO skipped (path, size, mtime_ns, reason) VALUES (?, ?, ?, ?) ON CONFLICT (path) DO UPDATE "
             "SET size = excluded.size, mtime_ns = excluded.mtime_ns, reason = excluded.reason",
-            (path, size, mtime_ns, reason),
+            (to_db(path), size, mtime_ns, json_text(reason)),
         )
-        if conn.execute("SELECT 1 FROM images WHERE path = ?", (path,)).fetchone():
+        if conn.execute("SELECT 1 FROM images WHERE path = ?", (to_db(path),)).fetchone():
             self.delete(conn, [path])  # an indexed file that became unreadable; a new unreadable file deletes nothing
 
     def forget_skipped(self, conn: sqlite3.Connection, paths: Iterable[str]) -> None:
-        conn.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])
+        conn.executemany("DELETE FROM skipped WHERE path = ?", [(to_db(p),) for p in paths])

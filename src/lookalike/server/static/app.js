@@ -1,22 +1,55 @@
 // lookalike web page: plain JavaScript, no build step. Talks to the JSON API of the same server.
-const token = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("lookalike-token") || "";
-if (token) sessionStorage.setItem("lookalike-token", token);
-const headers = token ? { Authorization: `Bearer ${token}` } : {};
+// The token (servers started with --token) lives in this page's memory only: it arrives in the URL fragment
+// (#token=…, which browsers never send to a server), is removed from the address bar at once, and travels only in
+// the Authorization header — thumbnails too are fetched with it, as blobs, never with the token in their URL.
+let token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 const $ = (id) => document.getElementById(id);
-const withToken = (url) => (token ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : url);
+const authHeaders = () => (token ? { Authorization: `Bearer ${token}` } : {});
+
+async function authorisedFetch(url, options = {}) {
+  let response = await fetch(url, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+  if (response.status === 401) {
+    const given = window.prompt("This lookalike server needs its token:");
+    if (given) {
+      token = given.trim();
+      response = await fetch(url, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+    }
+  }
+  return response;
+}
 
 async function api(url, options = {}) {
-  const response = await fetch(url, { ...options, headers: { ...headers, ...(options.headers || {}) } });
+  const response = await authorisedFetch(url, options);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : response.statusText);
+  if (response.status === 202 && body.url) return poll(body.url);
   return body;
+}
+
+async function poll(url) {  // a background job: wait for its result
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const job = await api(url);
+    if (job.status === "done") return job.result;
+    if (job.status === "failed") throw new Error(job.error);
+  }
+}
+
+async function showThumbnail(img, url) {
+  try {
+    const response = await authorisedFetch(url);
+    if (!response.ok) return;
+    img.src = URL.createObjectURL(await response.blob());
+    img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+  } catch (error) { /* the card keeps its caption */ }
 }
 
 function card(item, label) {
   const element = document.createElement("figure");
   element.className = "card";
   element.innerHTML = `<img loading="lazy" alt=""><span class="badge"></span><figcaption class="meta"><div class="path"></div></figcaption>`;
-  element.querySelector("img").src = withToken(item.thumbnail);
+  showThumbnail(element.querySelector("img"), item.thumbnail);
   element.querySelector(".badge").textContent = label;
   element.querySelector(".path").textContent = item.relative_path;
   element.title = `${item.relative_path}\nclick: more like this`;
@@ -48,7 +81,7 @@ function searchFile(file) {
 }
 
 function moreLikeThis(item) {
-  $("query-preview").src = withToken(item.thumbnail);
+  showThumbnail($("query-preview"), item.thumbnail);
   $("query-preview").hidden = false;
   run(item.relative_path, api(`/api/search/similar/${item.id}?k=24`));
 }

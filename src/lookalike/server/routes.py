@@ -1,0 +1,258 @@
+"""The API routes. Each parses its request on the event loop and hands the work to the worker pool; the
+server's lock guards only the shared catalog connection and the search structure (milliseconds), never
+decoding or the model, so uploads run side by side."""
+
+from __future__ import annotations
+
+import io
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi.responses import Response
+
+from lookalike.api import Index
+from lookalike.errors import IndexUnusableError, ModalityError
+from lookalike.names import json_text
+from lookalike.server.safety import RequestRejected, fetch
+from lookalike.server.work import Jobs, WorkerPool
+
+ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="An image id from a search result.")]
+TopK = Annotated[int, Query(ge=1, le=500)]
+Score = Annotated[float | None, Query(ge=-1.0, le=1.0, description="A cosine similarity in [-1, 1].")]
+
+
+@dataclass
+class Context:
+    index: Index
+    pool: WorkerPool
+    jobs: Jobs
+    upload_limit: int
+    pixel_limit: int
+    categories: str | None = None
+    allow_private_urls: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    state: dict = field(default_factory=dict)
+
+    def decode(self, data: bytes):
+        from lookalike.images import load_image
+
+        return load_image(data, pixel_limit=self.pixel_limit)
+
+    def search(self, k: int, min_score: float | None, image=None, text: str | None = None) -> dict:
+        """Embed outside the lock (the slow part, thread-safe), search under it."""
+        from lookalike.search import make_query, query_vector
+
+        query = make_query(image=image, text=[text] if text else None)
+        if "text" in query.modalities and "text" not in self.index.embedder.modalities:
+            raise ModalityError(f"this index uses {self.index.model_id}, which embeds images only, so it cannot "
+                                "search by text; re-index with a text-capable model (--model clip --reindex)")
+        vector = query_vector(self.index.embedder, query)
+        with self.lock:
+            [result] = self.index.search_vectors(vector[None], [query.label], k=k, min_score=min_score)
+        return results(result)
+
+    @contextmanager
+    def reader(self):
+        """An Index on its own catalog connection, for jobs that must not hold the server's lock."""
+        from lookalike.store.catalog import Catalog
+
+        view = Index(self.index.db_file, self.index.source.location, Catalog(self.index.db_file),
+                     self.index.model_id)
+        view._embedder = self.index.embedder
+        try:
+            yield view
+        finally:
+            view.close()
+
+
+def results(result) -> dict:
+    payload = result.as_dict()
+    for match in payload["results"]:
+        _public(match)
+    return payload
+
+
+def _public(member: dict) -> dict:
+    """Server paths are not the client's business; names are made valid UTF-8 for JSON."""
+    member.pop("path", None)
+    member["relative_path"] = json_text(member["relative_path"])
+    member["thumbnail"] = f"/api/thumbnail/{member['id']}"
+    return member
+
+
+async def read_upload(upload: UploadFile, limit: int) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise RequestRejected(413, f"upload larger than {limit:,} bytes")
+    if not data:
+        raise RequestRejected(415, "not a usable image: empty file (0 bytes)")
+    return data
+
+
+def search_routes(ctx: Context) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/api/search/image")
+    async def search_image(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=500)] = 20,
+                           min_score: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+                           text: Annotated[str | None, Form(max_length=1000)] = None) -> dict:
+        """Search by an uploaded image (optionally mixed with text terms, e.g. '-night')."""
+        data = await read_upload(file, ctx.upload_limit)
+        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data), text=text))
+        result["query"] = json_text(file.filename or "upload")
+        return result
+
+    @router.get("/api/search/text")
+    async def search_text(q: Annotated[str, Query(min_length=1, max_length=1000)], k: TopK = 20,
+                          min_score: Score = None) -> dict:
+        return await ctx.pool.run(lambda: ctx.search(k, min_score, text=q))
+
+    @router.get("/api/search/url")
+    async def search_url(url: Annotated[str, Query(max_length=4000)], k: TopK = 20, min_score: Score = None) -> dict:
+        data = await fetch(url, ctx.upload_limit, allow_private=ctx.allow_private_urls)
+        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data)))
+        result["query"] = url
+        return result
+
+    @router.get("/api/search/similar/{image_id}")
+    async def more_like_this(image_id: ImageId, k: TopK = 20) -> dict:
+        def work() -> dict:
+            with ctx.lock:
+                try:
+                    vector = ctx.index.catalog.vector_of(image_id)
+                except IndexUnusableError as exc:
+                    raise RequestRejected(404, str(exc)) from exc
+                [result] = ctx.index.search_vectors(vector[None], [f"#{image_id}"], k=k)
+            return results(result)
+
+        return await ctx.pool.run(work)
+
+    @router.post("/api/compare")
+    async def compare(a: Annotated[UploadFile, File()], b: Annotated[UploadFile, File()]) -> dict:
+        from lookalike.compare import compare_images
+
+        first, second = await read_upload(a, ctx.upload_limit), await read_upload(b, ctx.upload_limit)
+        return await ctx.pool.run(
+            lambda: compare_images(ctx.decode(first), ctx.decode(second), ctx.index.embedder).as_dict())
+
+    @router.post("/api/recognize")
+    async def recognize(file: Annotated[UploadFile, File()],
+                        threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None) -> dict:
+        from lookalike.recognize import load_categories
+
+        if ctx.categories is None:
+            raise RequestRejected(404, "no categories configured: start the server with --categories DIR")
+        data = await read_upload(file, ctx.upload_limit)
+
+        def work() -> dict:
+            with ctx.lock:
+                if "categories" not in ctx.state:
+                    ctx.state["categories"] = load_categories(ctx.categories, ctx.index.embedder)
+            vector = ctx.index.embedder.embed_images([ctx.decode(data)])
+            name = json_text(file.filename or "upload")
+            return ctx.state["categories"].recognize_vectors(vector, [name], threshold)[0].as_dict()
+
+        return await ctx.pool.run(work)
+
+    return router
+
+
+def collection_routes(ctx: Context) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/api/info")
+    async def info() -> dict:
+        def work() -> dict:
+            with ctx.lock:
+                details = ctx.index.info().as_dict()
+            details["text_search"] = "text" in ctx.index.embedder.modalities
+            details.pop("db")
+            details.pop("root")
+            return details
+
+        return await ctx.pool.run(work)
+
+    @router.get("/api/dupes", responses={202: {"description": "with verify=true: a job to poll at its url"}})
+    async def dupes(threshold: Score = None, verify: bool = False) -> dict:
+        """Duplicate groups. With `verify=true` (local features: minutes on large collections) the answer is a
+        background job (202) whose `url` gives its progress and, when done, the groups."""
+        if verify:
+            job = ctx.jobs.start("dupes", lambda progress: _dupes(ctx, threshold, True))
+            return Response(_json(job.as_dict()), status_code=202, media_type="application/json",
+                            headers={"Location": f"/api/jobs/{job.id}"})
+        return await ctx.pool.run(lambda: _dupes(ctx, threshold, False))
+
+    @router.get("/api/jobs/{job_id}")
+    async def job(job_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$")]) -> dict:
+        """A background job: status, progress, and its result once done."""
+        return ctx.jobs.get(job_id).as_dict()
+
+    @router.get("/api/clusters")
+    async def clusters(k: Annotated[int | None, Query(ge=2, le=500)] = None,
+                       method: Literal["kmeans", "hdbscan"] = "kmeans") -> dict:
+        return await ctx.pool.run(lambda: _clusters(ctx, k, method))
+
+    @router.get("/api/thumbnail/{image_id}", response_class=Response,
+                responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}})
+    async def thumbnail(image_id: ImageId, size: Annotated[int, Query(ge=16, le=1024)] = 256) -> Response:
+        """Thumbnails exist only for indexed images, looked up by id: no path ever comes from the client."""
+        return await ctx.pool.run(_thumbnail, ctx, image_id, size)
+
+    return router
+
+
+def _json(payload) -> bytes:
+    import json
+
+    return json.dumps(payload).encode()
+
+
+def _dupes(ctx: Context, threshold: float | None, verify: bool) -> dict:
+    from lookalike.dupes import find_duplicates
+
+    if verify:  # minutes: on a connection of its own, never under the lock
+        with ctx.reader() as view:
+            groups = find_duplicates(view, threshold=threshold, verify=True)
+    else:
+        with ctx.lock:
+            groups = find_duplicates(ctx.index, threshold=threshold)
+    payload = []
+    for group in groups:
+        entry = group.as_dict()
+        for member in [entry["keeper"], *entry["duplicates"]]:
+            _public(member)
+        payload.append(entry)
+    return {"groups": payload}
+
+
+def _clusters(ctx: Context, k: int | None, method: str) -> dict:
+    from lookalike.cluster import cluster_index, rows
+
+    with ctx.lock:
+        clustering = cluster_index(ctx.index, k=k, method=method)
+        entries = rows(ctx.index, clustering)
+    grouped: dict[int, list] = {}
+    for entry in entries:
+        grouped.setdefault(entry["cluster"], []).append(_public(
+            {"id": entry["id"], "relative_path": entry["relative_path"]}))
+    return {"method": clustering.method, "k": clustering.k, "silhouette": clustering.silhouette,
+            "clusters": [{"cluster": c, "images": grouped[c]} for c in sorted(grouped, key=lambda c: -len(
+                grouped[c]))]}
+
+
+def _thumbnail(ctx: Context, image_id: int, size: int) -> Response:
+    from lookalike.images import load_image
+
+    with ctx.lock:
+        paths = ctx.index.catalog.paths_for([image_id])
+    if image_id not in paths:
+        raise RequestRejected(404, "no such image in the index")
+    image = load_image(ctx.index.read(paths[image_id]), draft_size=size)
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=82)
+    return Response(buffer.getvalue(), media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=300"})

@@ -1,0 +1,116 @@
+"""Where the server's CPU work runs: a bounded worker pool, and background jobs for long operations.
+
+Decoding and embedding an upload took the event loop with it: under 50 upload clients /api/health answered
+in 1.4 s (p50) and uploads ran one at a time. Now every route hands its work to a pool of a few threads (the
+event loop only parses requests and answers), and when the pool's queue is full a request is told to come back
+(503 + Retry-After) instead of piling up. Operations that can take minutes (duplicates with local-feature
+verification) run as jobs with their own catalog connection, so they never hold the server's lock; the page
+polls their progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from lookalike.server.safety import RequestRejected
+
+Progress = Callable[[int, int], None]
+
+
+def default_workers() -> int:
+    return max(2, min(4, os.cpu_count() or 2))
+
+
+class WorkerPool:
+    """`await pool.run(fn, *args)`: fn runs in one of `workers` threads; beyond `workers + queue` requests
+    in flight, RequestRejected(503) with a Retry-After."""
+
+    def __init__(self, workers: int | None = None, queue: int = 64) -> None:
+        self.workers = workers or default_workers()
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="lookalike-work")
+        self._slots = threading.BoundedSemaphore(self.workers + queue)
+
+    async def run(self, function: Callable, *args):
+        if not self._slots.acquire(blocking=False):
+            raise RequestRejected(503, "the server is busy; retry shortly", retry_after=1)
+        try:
+            future = self._executor.submit(function, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())  # freed when the work ends, not the request
+        return await asyncio.wrap_future(future)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    status: str = "queued"  # queued, running, done, failed
+    done: int = 0
+    total: int | None = None
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    result: object = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "status": self.status,
+                "progress": {"done": self.done, "total": self.total},
+                "elapsed_s": round((self.finished_at or time.time()) - self.created_at, 2),
+                "result": self.result, "error": self.error, "url": f"/api/jobs/{self.id}"}
+
+
+class Jobs:
+    """Background jobs, one at a time (they are CPU-bound), the last `keep` remembered."""
+
+    def __init__(self, keep: int = 20, queue: int = 4) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lookalike-job")
+        self._jobs: dict[str, Job] = {}
+        self._keep, self._queue = keep, queue
+        self._lock = threading.Lock()
+
+    def start(self, kind: str, work: Callable[[Progress], object]) -> Job:
+        with self._lock:
+            waiting = sum(job.status in ("queued", "running") for job in self._jobs.values())
+            if waiting >= self._queue:
+                raise RequestRejected(503, f"{waiting} jobs are already waiting; retry later", retry_after=10)
+            job = Job(uuid.uuid4().hex, kind)
+            self._jobs[job.id] = job
+            for old in list(self._jobs)[:-self._keep]:
+                if self._jobs[old].status in ("done", "failed"):
+                    del self._jobs[old]
+        self._executor.submit(self._run, job, work)
+        return job
+
+    def _run(self, job: Job, work: Callable[[Progress], object]) -> None:
+        def progress(done: int, total: int) -> None:
+            job.done, job.total = done, total
+
+        job.status = "running"
+        try:
+            job.result = work(progress)
+            job.status = "done"
+        except Exception as exc:  # reported to whoever polls the job
+            job.error, job.status = f"{type(exc).__name__}: {exc}", "failed"
+        finally:
+            job.finished_at = time.time()
+
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise RequestRejected(404, f"no job {job_id} (jobs are forgotten after a while, or at a restart)")
+        return job
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
