@@ -27,7 +27,7 @@ def test_ray_engine_builds_the_same_index_and_resumes(sample_folder, tmp_path, r
     (sample_folder / "broken.jpg").write_bytes(b"not an image")
     local = lookalike.open(sample_folder, db=tmp_path / "local.db", model="efficientnet-lite0")
     local.update()
-    engine = RayEngine(tmp_path / "shards", shard_size=12, actors=1, batch_size=8)
+    engine = RayEngine(tmp_path / "shards", shard_size=12, batch_size=8)
     distributed = lookalike.open(sample_folder, db=tmp_path / "ray.db", model="efficientnet-lite0")
     report = distributed.update(engine=engine)
     assert report.added == 31 and dict(report.skipped).keys() == {"broken.jpg"}
@@ -38,7 +38,7 @@ def test_ray_engine_builds_the_same_index_and_resumes(sample_folder, tmp_path, r
 
     # A crashed run: the catalog lost its rows, but the shards on disk are reused, not recomputed.
     again = lookalike.open(sample_folder, db=tmp_path / "resumed.db", model="efficientnet-lite0")
-    resumed_engine = RayEngine(tmp_path / "shards", shard_size=12, actors=1, batch_size=8)
+    resumed_engine = RayEngine(tmp_path / "shards", shard_size=12, batch_size=8)
     assert again.update(engine=resumed_engine).added == 31
     assert resumed_engine.computed_shards == 0
     np.testing.assert_array_equal(_vectors(again)["rocket.png"], ours["rocket.png"])
