@@ -93,8 +93,9 @@ def index(
         "float16 re-ranking from disk. Default: no budget.")] = None,
     engine: Annotated[str, typer.Option(help="Where to embed: local (this process) or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start Ray here).")] = None,
-    shards: Annotated[Path | None, typer.Option(help="--engine ray: where Parquet shards go (resumable). "
-                                                "Default: next to the index.")] = None,
+    shards: Annotated[str | None, typer.Option("--shards", "--ray-shards", help="--engine ray: where Parquet "
+        "shards go (resumable): a directory, or s3://bucket/prefix (any fsspec URL) that every Ray worker can "
+        "write. Default: next to the index.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Index a folder (again): only new or changed files are embedded; moved files keep their vectors."""
