@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -139,6 +140,8 @@ class Index:
             raise IndexUnusableError(f"{folder} is not a folder" + ("" if not remote else " that can be listed"))
         # Load the model before writing anything, so a model that can't load leaves no empty index behind.
         new_embedder = None if exists else load_embedder(model or DEFAULT_MODEL)
+        if new_embedder is not None:
+            cls._create_file(db_file, location, new_embedder)
         catalog = Catalog(db_file)
         stored_root = catalog.get_meta("root")
         if stored_root is None:
@@ -156,6 +159,8 @@ class Index:
                 f"the index at {db_file} belongs to {root}, not {location}; use another --db for this folder"
             )
         index = cls(db_file, root, catalog, catalog.get_meta("model"))
+        if new_embedder is not None and new_embedder.id == index.model_id:
+            index._embedder = new_embedder  # created just now: keep the model loaded for it
         if store is not None:
             index.use_store(store)
         if model is not None and canonical_model_id(model) != index.model_id:
@@ -168,8 +173,25 @@ class Index:
             index._reset_model(model)
         return index
 
-    @classmethod
-    def _create(cls, db_file: Path, root: str, catalog: Catalog, embedder: Embedder) -> Index:
+    @staticmethod
+    def _create_file(db_file: Path, root: str, embedder: Embedder) -> None:
+        """A new index appears whole or not at all: written under a temporary name, then linked into place
+        (`link` fails if another process created it meanwhile; theirs is used). A `kill -9` between the schema
+        and the settings used to leave an index without its model, which the next run filled with the default."""
+        staging = db_file.with_name(f"{db_file.name}.creating-{os.getpid()}-{threading.get_ident()}")
+        try:
+            catalog = Catalog(staging)
+            Index._record_settings(catalog, db_file, root, embedder)
+            catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            catalog.close()
+            with contextlib.suppress(FileExistsError):  # created by another process meanwhile: use theirs
+                os.link(staging, db_file)
+        finally:
+            for leftover in staging.parent.glob(staging.name + "*"):
+                leftover.unlink(missing_ok=True)
+
+    @staticmethod
+    def _record_settings(catalog: Catalog, db_file: Path, root: str, embedder: Embedder) -> None:
         # A local folder is stored relative to the index, so a folder moved with its .lookalike keeps working.
         remote = is_remote(root) or is_url_list(root)
         stored_root = root if remote else os.path.relpath(root, db_file.parent)
@@ -177,6 +199,10 @@ class Index:
             catalog.set_meta(conn, root=stored_root, model=embedder.id, dim=embedder.dim,
                              preprocessing=embedder.preprocessing(), created_at=time.time())
             catalog.bump(conn)
+
+    @classmethod
+    def _create(cls, db_file: Path, root: str, catalog: Catalog, embedder: Embedder) -> Index:
+        cls._record_settings(catalog, db_file, root, embedder)
         index = cls(db_file, root, catalog, embedder.id)
         index._embedder = embedder
         return index
