@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -184,8 +183,13 @@ class Index:
             Index._record_settings(catalog, db_file, root, embedder)
             catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             catalog.close()
-            with contextlib.suppress(FileExistsError):  # created by another process meanwhile: use theirs
+            try:
                 os.link(staging, db_file)
+            except FileExistsError:  # created by another process meanwhile: use theirs
+                pass
+            except OSError:  # a file system without hard links (some network and FUSE mounts)
+                if not db_file.exists():
+                    os.replace(staging, db_file)
         finally:
             for leftover in staging.parent.glob(staging.name + "*"):
                 leftover.unlink(missing_ok=True)
