@@ -316,3 +316,40 @@ def test_hostile_file_names_are_indexed_searchable_and_printed_escaped(tmp_path,
     top = result["results"][0]
     assert os.fsencode(top["relative_path"]) == b"cat\xff.png" and top["score"] > 0.99  # lossless: same bytes
     assert os.path.exists(os.fsencode(top["path"]))
+
+
+@pytest.mark.slow
+def test_kill_9_at_20_random_moments_of_index(tmp_path, photos):
+    """Goal: `kill -9` at 20 random moments of a run (start-up, model load, scan, embedding, commits), each on a
+    fresh index: every time the index opens intact with its settings, and re-running the command gives exactly
+    what an uninterrupted run gives."""
+    import random
+
+    folder = tmp_path / "many"
+    _distinct_images(folder, photos, 60)
+    run("index", folder, "--model", "efficientnet-lite0", "--db", tmp_path / "warm.db")  # caches warm
+    started = time.monotonic()
+    run("index", folder, "--model", "efficientnet-lite0", "--db", tmp_path / "clean.db")
+    duration = time.monotonic() - started
+    clean = _snapshot(tmp_path / "clean.db")
+    rng, interrupted = random.Random(14), 0
+    for attempt in range(20):
+        db = tmp_path / f"killed{attempt}.db"
+        command = [*LOOKALIKE, "index", str(folder), "--model", "efficientnet-lite0", "--batch-size", "2",
+                   "--db", str(db)]
+        process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, duration))
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        if db.exists():
+            conn = sqlite3.connect(db)
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone() is not None
+            interrupted += conn.execute("SELECT COUNT(*) FROM images").fetchone()[0] < 60
+            conn.close()
+        subprocess.run(command, env=ENV, check=True, capture_output=True, timeout=300)
+        resumed = _snapshot(db)
+        assert resumed.keys() == clean.keys(), attempt
+        for path, (content_hash, vector) in clean.items():
+            assert resumed[path][0] == content_hash and float(resumed[path][1] @ vector) > 0.999
+    assert interrupted >= 2  # some kills landed mid-embedding (most land in start-up and model loading)

@@ -129,3 +129,22 @@ def test_file_names_of_any_bytes_are_indexed_and_kept_exactly(catalog, tmp_path,
     os.rename(os.path.join(os.fsencode(folder), b"bad\xff.jpg"), os.path.join(os.fsencode(folder), b"moved\xff.jpg"))
     moved = update_index(reopened, folder, efficientnet)
     assert moved.moved == 1 and os.fsdecode(b"moved\xff.jpg") in reopened.rows()
+
+
+def test_the_bad_input_corpus_crashes_nothing(catalog, tmp_path, photos, efficientnet):
+    """Goal: hostile names, bombs, truncated, text-as-image, links, loops, odd formats: 0 crashes, every bad file
+    reported, every good file indexed (twice: the second run retries nothing and changes nothing)."""
+    from tests.badinput import write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus", photos["chelsea"])
+    report = update_index(catalog, tmp_path / "corpus", efficientnet, batch_size=8)
+    reasons = dict(report.skipped)
+    assert set(catalog.rows()) == corpus.good
+    assert set(reasons) == corpus.bad
+    assert not [r for r in reasons.values() if r.startswith("could not decode")]  # no decoder crash caught late
+    assert "too large" in reasons["bad/bomb.png"] and "too large" in reasons["bad/bomb.gif"]
+    assert "too large" in reasons["bad/bomb.jpg"] and "0 bytes" in reasons["bad/empty.jpg"]
+    assert "not an image" in reasons["bad/text.jpg"] and "truncated" in reasons["bad/truncated.jpg"]
+    assert "regular file" in reasons["bad/pipe.jpg"] and reasons["links/dangling.jpg"] == "broken symlink"
+    again = update_index(catalog, tmp_path / "corpus", efficientnet)
+    assert again.unchanged == len(corpus.good) and again.embedded == 0 and set(dict(again.skipped)) == corpus.bad

@@ -89,3 +89,16 @@ def test_unknown_runtime_is_refused(monkeypatch):
     monkeypatch.setenv("LOOKALIKE_RUNTIME", "tpu")
     with pytest.raises(LookalikeError, match="unknown runtime"):
         runtimes.requested_runtime()
+
+
+def test_an_unwritable_cache_folder_does_not_stop_model_loading(tmp_path, monkeypatch, real_photos):
+    """Fault 10: an unwritable cache directory crashed model loading."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be (unwritable even for root)")
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(blocker))
+    embedder = EfficientNetLiteEmbedder()
+    assert embedder.use_runtime("onnx") == "onnx"
+    reference = EfficientNetLiteEmbedder()
+    reference.use_runtime("torch")
+    images = real_photos[:2]
+    assert (embedder.embed_images(images) * reference.embed_images(images)).sum(axis=1).min() > 0.99

@@ -25,13 +25,14 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, folder: Path, model: str) -> None:
+    def __init__(self, folder: Path, model: str, *serve_args: str) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "LOOKALIKE_RUNTIME": "auto"}
         subprocess.run([sys.executable, "-m", "lookalike.cli", "index", str(folder), "--model", model], env=env,
                        check=True, capture_output=True, timeout=300)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(self.port)],
+        self.process = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(self.port),
+                                         *serve_args],
                                         cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -110,5 +111,29 @@ def test_text_query_with_clip(sample_folder, tiny_clip_dir, browser):
         page.wait_for_selector("#results .card")
         assert page.locator("#results .card").count() == 24
         assert "a teddy bear" in page.inner_text("#status")
+    finally:
+        server.stop()
+
+
+def test_token_stays_in_memory_and_in_headers(sample_folder, tmp_path, photos, browser):
+    """Fault 10: the page put ?token= into image URLs (logs, history). Now it arrives in the fragment, is removed
+    from the address bar, and every request, thumbnails included, carries it only in Authorization."""
+    server = Server(sample_folder, "efficientnet-lite0", "--token", "s3cret-token")
+    try:
+        page = browser.new_page()
+        requests: list[tuple[str, str | None]] = []
+        page.on("request", lambda r: requests.append((r.url, r.headers.get("authorization"))))
+        page.goto(server.url + "/#token=s3cret-token")
+        page.wait_for_selector("#info:has-text('31 images')")
+        assert "s3cret" not in page.url
+        query = tmp_path / "cat.jpg"
+        photos["chelsea"].resize((300, 200)).save(query, quality=60)
+        page.set_input_files("#file", str(query))
+        page.wait_for_selector("#results .card img[src^='blob:']")
+        page.wait_for_function("[...document.querySelectorAll('#results .card img')].some(i => i.naturalWidth > 0)")
+        api_calls = [(url, auth) for url, auth in requests if "/api/" in url]
+        assert any("/api/thumbnail/" in url for url, _ in api_calls)
+        assert all(auth == "Bearer s3cret-token" for _, auth in api_calls)
+        assert not [url for url, _ in requests if "s3cret" in url]
     finally:
         server.stop()

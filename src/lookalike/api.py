@@ -160,9 +160,14 @@ class Index:
         db_file, location = _locate(folder, db, create)
         # Load the model before writing anything, so a model that can't load leaves no empty index behind.
         new_embedder = None if db_file.is_file() else load_embedder(model or DEFAULT_MODEL)
+        if new_embedder is not None:
+            assert location is not None  # _locate refuses a new index without a folder
+            cls._create_file(db_file, location, new_embedder)
         catalog = Catalog(db_file)
         try:
             index = cls._from_catalog(db_file, location, catalog, new_embedder or model)
+            if new_embedder is not None and new_embedder.id == index.model_id:
+                index._embedder = new_embedder  # created just now: keep the model loaded for it
             index.configure(store=store, memory_budget=memory_budget)
             if model is not None and canonical_model_id(model) != index.model_id:
                 if not reindex:
@@ -196,8 +201,31 @@ class Index:
             )
         return cls(db_file, root, catalog, catalog.get_meta("model"))
 
-    @classmethod
-    def _create(cls, db_file: Path, root: str, catalog: Catalog, embedder: Embedder) -> Index:
+    @staticmethod
+    def _create_file(db_file: Path, root: str, embedder: Embedder) -> None:
+        """A new index appears whole or not at all: written under a temporary name, then linked into place
+        (`link` fails if another process created it meanwhile; theirs is used). A `kill -9` between the schema
+        and the settings used to leave an index without its model, which the next run filled with the default."""
+        staging = db_file.with_name(f"{db_file.name}.creating-{os.getpid()}-{threading.get_ident()}")
+        try:
+            catalog = Catalog(staging)
+            Index._record_identity(catalog, db_file, root, embedder)
+            catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            catalog.close()
+            try:
+                os.link(staging, db_file)
+            except FileExistsError:  # created by another process meanwhile: use theirs
+                pass
+            except OSError:  # a file system without hard links (some network and FUSE mounts)
+                if not db_file.exists():
+                    os.replace(staging, db_file)
+        finally:
+            for leftover in staging.parent.glob(staging.name + "*"):
+                leftover.unlink(missing_ok=True)
+
+    @staticmethod
+    def _record_identity(catalog: Catalog, db_file: Path, root: str, embedder: Embedder) -> None:
+        """The folder, model, dimension and preprocessing that make a catalog this index."""
         # A local folder is stored relative to the index, so a folder moved with its .lookalike keeps working.
         remote = is_remote(root) or is_url_list(root)
         stored_root = root if remote else os.path.relpath(root, db_file.parent)
@@ -205,6 +233,10 @@ class Index:
             catalog.set_meta(conn, root=stored_root, model=embedder.id, dim=embedder.dim,
                              preprocessing=embedder.preprocessing(), created_at=time.time())
             catalog.bump(conn)
+
+    @classmethod
+    def _create(cls, db_file: Path, root: str, catalog: Catalog, embedder: Embedder) -> Index:
+        cls._record_identity(catalog, db_file, root, embedder)
         index = cls(db_file, root, catalog, embedder.id)
         index._embedder = embedder
         return index

@@ -455,6 +455,9 @@ def serve(
     idx = Index.open(db=db, create=False)
     warm_up(idx)
     hosts = [*(allowed_host or []), *([] if host in ("0.0.0.0", "::") else [host])]
+    if host in ("0.0.0.0", "::") and not allowed_host:
+        errors.print("note: requests must name a loopback Host; add --allowed-host NAME for each name or address "
+                     "other machines use to reach this server", highlight=False)
     app = create_app(idx, token=token, upload_limit=int(upload_limit_mb * 1024 * 1024),
                      categories=str(categories) if categories else None, allow_private_urls=allow_private_urls,
                      allowed_hosts=hosts)

@@ -88,6 +88,8 @@ def scan(root: str | os.PathLike, include_hidden: bool = False) -> ScanResult:
                 continue
             if stat.S_ISREG(st.st_mode):
                 result.files.append(ScannedFile(rel, Path(entry.path), st.st_size, st.st_mtime_ns))
+            else:  # reading a FIFO would block the run forever
+                result.problems.append((rel, "not a regular file (a pipe, socket or device)"))
         pending.extend(reversed(subdirs))  # depth-first, in name order
     return result
 
@@ -207,7 +209,7 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
     except UnidentifiedImageError as exc:
         raise ImageError("not an image (unrecognised format or corrupt header)") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"too large: {exc}") from exc
+        raise ImageTooLargeError(f"too large: over the {limit:,}-pixel limit ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}") from exc
 

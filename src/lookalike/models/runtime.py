@@ -56,6 +56,28 @@ def cache_dir() -> Path:
     return Path(base) / "onnx"
 
 
+def writable_cache_dir() -> Path:
+    """`cache_dir()`, or a temporary folder when that cannot be written (read-only home, a container without
+    ~/.cache): the export is then redone per process instead of model loading failing."""
+    import tempfile
+
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return folder
+    except OSError as exc:
+        global _fallback
+        if _fallback is None:  # private to this process: nobody else can plant a model file in it
+            _fallback = Path(tempfile.mkdtemp(prefix="lookalike-onnx-"))
+            logging.getLogger("lookalike").warning("cannot write the model cache %s (%s); using %s for this run",
+                                                   folder, exc.strerror or exc, _fallback)
+        return _fallback
+
+
+_fallback: Path | None = None
+
+
 class TorchRuntime:
     name = "torch"
 
@@ -100,7 +122,7 @@ class OnnxRuntime:
         for name, tensor in owner.state_dict().items():  # same id, other weights (a re-saved local checkpoint)
             tag.update(name.encode())
             tag.update(tensor.detach().reshape(-1)[:16].float().numpy().tobytes())
-        folder = cache_dir()
+        folder = writable_cache_dir()
         fp32 = folder / f"{tag.hexdigest()[:20]}.onnx"
         target = folder / f"{tag.hexdigest()[:20]}.int8.onnx" if int8 else fp32
         with _lock:

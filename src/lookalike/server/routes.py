@@ -180,7 +180,7 @@ def collection_routes(ctx: Context) -> APIRouter:
         """Duplicate groups. With `verify=true` (local features: minutes on large collections) the answer is a
         background job (202) whose `url` gives its progress and, when done, the groups."""
         if verify:
-            job = ctx.jobs.start("dupes", lambda progress: _dupes(ctx, threshold, True))
+            job = ctx.jobs.start("dupes", lambda progress: _dupes(ctx, threshold, True), key=("dupes", threshold))
             return Response(_json(job.as_dict()), status_code=202, media_type="application/json",
                             headers={"Location": f"/api/jobs/{job.id}"})
         return await ctx.pool.run(lambda: _dupes(ctx, threshold, False))
