@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("ray")
 
 import lookalike  # noqa: E402
-from lookalike.distributed import RayEngine  # noqa: E402
+from lookalike.distributed import RayEngine, ShardStore, _batches, _parquet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,26 @@ def _vectors(idx):
     return {path: idx.catalog.vector_of(row.id) for path, row in idx.catalog.rows().items()}
 
 
+def test_shards_are_stored_whole_in_a_directory_or_object_storage(tmp_path):
+    from lookalike.indexer import Embedded
+    from lookalike.sources import SourceFile
+
+    items = [Embedded("a.png", np.arange(4, dtype=np.float32), (640, 480)), Embedded("b.jpg", None, error="bad")]
+    data = _parquet(items, dim=4)
+    files = {name: SourceFile(name, name, 1, 2) for name in ("a.png", "b.jpg")}
+    for location in (tmp_path / "shards", "memory://lookalike-test-shards/run"):
+        store = ShardStore(location)
+        assert not store.exists("s1")
+        store.write("s1", data)
+        assert store.exists("s1") and store.read("s1") == data
+        [batch] = list(_batches(store.read("s1"), files, batch_size=8))
+        assert batch[0].key is files["a.png"] and batch[0].size == (640, 480)
+        np.testing.assert_array_equal(batch[0].vector, np.arange(4))
+        assert batch[1].vector is None and batch[1].error == "bad"
+    assert [p.name for p in (tmp_path / "shards").iterdir()] == ["s1.parquet"]  # no temporary file left
+
+
+@pytest.mark.slow
 def test_ray_engine_builds_the_same_index_and_resumes(sample_folder, tmp_path, ray_session):
     (sample_folder / "broken.jpg").write_bytes(b"not an image")
     local = lookalike.open(sample_folder, db=tmp_path / "local.db", model="efficientnet-lite0")
@@ -48,6 +68,7 @@ def test_ray_engine_builds_the_same_index_and_resumes(sample_folder, tmp_path, r
     np.testing.assert_array_equal(_vectors(again)["rocket.png"], ours["rocket.png"])
 
 
+@pytest.mark.slow
 def test_cli_engine_ray(sample_folder, tmp_path):
     import json
     import os

@@ -19,7 +19,7 @@ pytest.importorskip("milvus_lite")
 
 import lookalike  # noqa: E402
 from lookalike.errors import LookalikeError  # noqa: E402
-from lookalike.store.milvus import parse_store_uri  # noqa: E402
+from lookalike.store.milvus import digests, index_type_for, parse_store_uri  # noqa: E402
 
 
 def test_store_uris():
@@ -31,6 +31,22 @@ def test_store_uris():
             parse_store_uri(bad)
 
 
+def test_index_type_follows_the_collection_size():
+    assert index_type_for(49_999, lite=False) == "FLAT" and index_type_for(50_000, lite=False) == "HNSW"
+    assert index_type_for(50_000, lite=True) == "IVF_FLAT"
+
+
+def test_digests_tell_a_replaced_vector_from_the_stored_one():
+    vectors = np.random.default_rng(0).standard_normal((1000, 512)).astype(np.float16)
+    marks = digests(vectors)
+    assert marks.dtype == np.int64 and len(set(marks.tolist())) == 1000
+    changed = vectors.copy()
+    changed[7, 300] = np.float16(changed[7, 300] + np.float16(0.01))
+    assert (digests(changed) != marks).tolist() == [i == 7 for i in range(1000)]
+    assert (digests(vectors.astype(np.float32)) == marks).all()  # the catalog's float16 is what is digested
+
+
+@pytest.mark.slow
 def test_milvus_lite_gives_the_embedded_results_and_follows_changes(sample_folder, tmp_path, photos):
     embedded = lookalike.open(sample_folder, db=tmp_path / "embedded.db", model="efficientnet-lite0")
     embedded.update()
@@ -59,6 +75,7 @@ def test_milvus_lite_gives_the_embedded_results_and_follows_changes(sample_folde
     assert reopened.search(image=photos["rocket"], k=1).method == "milvus"
 
 
+@pytest.mark.slow
 def test_cli_with_a_milvus_store(sample_folder, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     store = f"milvus-lite://{tmp_path}/cli.db/shop"
