@@ -6,7 +6,8 @@ On 2 cores Ray can only add overhead (process start, serialisation, a model copy
 measures how much, honestly, and what a lost node costs. The point of the engine is a real cluster: see
 docs/scaling.md.
 
-    python benchmarks/ray_vs_local.py [--images 256] [--model efficientnet-lite0] [--shard-size 32]
+    python benchmarks/ray_vs_local.py [--images 256] [--model efficientnet-lite0] [--shard-size 32] \
+        | grep -v -e state-dump -e '(raylet)'   # the cluster's raylets also log to this terminal
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def main() -> None:
         print(_line("local Ray, warm:", warm, args.images, baseline))
         for line in _cluster_runs(folder, tmp, args.model, args.shard_size, local, baseline):
             print(line, flush=True)
+        again, _ = _timed(lambda: lookalike.open(folder, db=tmp / "local2.db", model=args.model).update())
+        print(_line("in-process again (noise check):", again, args.images, baseline))
 
 
 if __name__ == "__main__":

@@ -268,3 +268,8 @@ def test_a_server_killed_mid_sync_converges_with_nothing_lost_or_twice(milvus_se
     reopened.vectors()
     assert _held_ids(milvus_server, "restarts") == sorted(row.id for row in reopened.catalog.rows().values())
     _same_answers(reopened, embedded, [photos["moon"].rotate(90, expand=True), photos["chelsea"]])
+
+    # a restart with nothing to sync: the restarted server holds the collection released; searches still answer
+    milvus_server.kill()
+    milvus_server.start()
+    _same_answers(reopened, embedded, [photos["coffee"]])

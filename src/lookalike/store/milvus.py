@@ -201,8 +201,7 @@ class MilvusVectors:
                ) -> Neighbours:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         params = {"metric_type": "IP", "params": {"ef": candidates or max(2 * k, 128), "nprobe": 64}}
-        hits = self.client.search(self.collection, data=queries.tolist(), limit=k, search_params=params,
-                                  output_fields=["id"])
+        hits = self._search(queries, k, params)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         scores = np.full((len(queries), k), -1.0, dtype=np.float32)
         for row, found in enumerate(hits):
@@ -211,3 +210,20 @@ class MilvusVectors:
                 scores[row, column] = float(hit["distance"])
         width = max((len(found) for found in hits), default=0)
         return Neighbours(ids[:, :width], np.clip(scores[:, :width], -1, 1), "milvus")
+
+    def _search(self, queries: np.ndarray, k: int, params: dict) -> list:
+        """A restarted server holds the collection released until someone loads it: load it, search again."""
+        from pymilvus.exceptions import MilvusException
+
+        def search() -> list:
+            return self.client.search(self.collection, data=queries.tolist(), limit=k, search_params=params,
+                                      output_fields=["id"], timeout=TIMEOUT)
+
+        try:
+            return search()
+        except MilvusException as exc:
+            if "not loaded" not in str(exc):
+                raise LookalikeError(f"Milvus at {self.uri} failed to search: {exc}. Check the server; the "
+                                     f"catalog is intact") from exc
+            self.client.load_collection(self.collection, timeout=TIMEOUT)
+            return search()
