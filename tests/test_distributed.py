@@ -235,3 +235,23 @@ def test_a_killed_worker_node_loses_and_duplicates_nothing(s3_and_cluster, gated
     resumed = lookalike.open(listing, db=tmp_path / "resumed.db", model="efficientnet-lite0")
     assert resumed.update(engine=again).added == 24 and again.computed_shards == 0
     assert set(gated_images.gets.values()) == {1}  # only the driver's content hashes
+
+
+@pytest.mark.slow
+@pytest.mark.ray_cluster
+def test_cli_runs_on_the_cluster_with_shards_in_a_bucket(s3_and_cluster, gated_images, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    fs, cluster, _ = s3_and_cluster
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{gated_images.base}{path}\n" for path in sorted(gated_images.images)[:8]))
+    result = subprocess.run([sys.executable, "-m", "lookalike.cli", "index", str(listing), "--db",
+                             str(tmp_path / "c.db"), "--model", "efficientnet-lite0", "--engine", "ray",
+                             "--ray-address", cluster.address, "--ray-shards", "s3://shards/cli", "--json"],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["added"] == 8 and len(fs.find("shards/cli")) == 1
+    assert not list(tmp_path.glob("*.shards"))  # the driver kept nothing on its disk
