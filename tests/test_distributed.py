@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("ray")
 
 import lookalike  # noqa: E402
-from lookalike.distributed import RayEngine  # noqa: E402
+from lookalike.distributed import RayEngine, ShardStore, _batches, _parquet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,26 @@ def _vectors(idx):
     return {path: idx.catalog.vector_of(row.id) for path, row in idx.catalog.rows().items()}
 
 
+def test_shards_are_stored_whole_in_a_directory_or_object_storage(tmp_path):
+    from lookalike.indexer import Embedded
+    from lookalike.sources import SourceFile
+
+    items = [Embedded("a.png", np.arange(4, dtype=np.float32), (640, 480)), Embedded("b.jpg", None, error="bad")]
+    data = _parquet(items, dim=4)
+    files = {name: SourceFile(name, name, 1, 2) for name in ("a.png", "b.jpg")}
+    for location in (tmp_path / "shards", "memory://lookalike-test-shards/run"):
+        store = ShardStore(location)
+        assert not store.exists("s1")
+        store.write("s1", data)
+        assert store.exists("s1") and store.read("s1") == data
+        [batch] = list(_batches(store.read("s1"), files, batch_size=8))
+        assert batch[0].key is files["a.png"] and batch[0].size == (640, 480)
+        np.testing.assert_array_equal(batch[0].vector, np.arange(4))
+        assert batch[1].vector is None and batch[1].error == "bad"
+    assert [p.name for p in (tmp_path / "shards").iterdir()] == ["s1.parquet"]  # no temporary file left
+
+
+@pytest.mark.slow
 def test_ray_engine_builds_the_same_index_and_resumes(sample_folder, tmp_path, ray_session):
     (sample_folder / "broken.jpg").write_bytes(b"not an image")
     local = lookalike.open(sample_folder, db=tmp_path / "local.db", model="efficientnet-lite0")
@@ -48,6 +68,7 @@ def test_ray_engine_builds_the_same_index_and_resumes(sample_folder, tmp_path, r
     np.testing.assert_array_equal(_vectors(again)["rocket.png"], ours["rocket.png"])
 
 
+@pytest.mark.slow
 def test_cli_engine_ray(sample_folder, tmp_path):
     import json
     import os
@@ -214,3 +235,23 @@ def test_a_killed_worker_node_loses_and_duplicates_nothing(s3_and_cluster, gated
     resumed = lookalike.open(listing, db=tmp_path / "resumed.db", model="efficientnet-lite0")
     assert resumed.update(engine=again).added == 24 and again.computed_shards == 0
     assert set(gated_images.gets.values()) == {1}  # only the driver's content hashes
+
+
+@pytest.mark.slow
+@pytest.mark.ray_cluster
+def test_cli_runs_on_the_cluster_with_shards_in_a_bucket(s3_and_cluster, gated_images, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    fs, cluster, _ = s3_and_cluster
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{gated_images.base}{path}\n" for path in sorted(gated_images.images)[:8]))
+    result = subprocess.run([sys.executable, "-m", "lookalike.cli", "index", str(listing), "--db",
+                             str(tmp_path / "c.db"), "--model", "efficientnet-lite0", "--engine", "ray",
+                             "--ray-address", cluster.address, "--ray-shards", "s3://shards/cli", "--json"],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["added"] == 8 and len(fs.find("shards/cli")) == 1
+    assert not list(tmp_path.glob("*.shards"))  # the driver kept nothing on its disk

@@ -27,6 +27,7 @@ from lookalike.store.catalog import Catalog
 BATCH = 2000
 SYNC_KEY = "milvus_sync"
 ANN_FROM = 50_000  # vectors; below this an exact FLAT search is fast enough, and exact
+TIMEOUT = 120.0  # seconds per sync call, retries included: a server that is down fails the sync, not hangs it
 
 
 def parse_store_uri(uri: str) -> tuple[str, str]:
@@ -87,14 +88,14 @@ class MilvusVectors:
 
     def _count(self) -> int:
         [row] = self.client.query(self.collection, filter="", output_fields=["count(*)"],
-                                  consistency_level="Strong")
+                                  consistency_level="Strong", timeout=TIMEOUT)
         return int(row["count(*)"])
 
     def _fits(self) -> bool:
         """The collection exists with this store's schema (id, digest, vector of this dimension)."""
-        if not self.client.has_collection(self.collection):
+        if not self.client.has_collection(self.collection, timeout=TIMEOUT):
             return False
-        fields = {f["name"]: f for f in self.client.describe_collection(self.collection)["fields"]}
+        fields = {f["name"]: f for f in self.client.describe_collection(self.collection, timeout=TIMEOUT)["fields"]}
         return "digest" in fields and int(fields.get("vector", {}).get("params", {}).get("dim", -1)) == self.dim
 
     def _create(self, count: int) -> None:
@@ -115,11 +116,12 @@ class MilvusVectors:
         """Bring the collection in line with the catalog (cheap when nothing changed)."""
         if catalog.generation() == self.generation:
             return
+        import grpc
         from pymilvus.exceptions import MilvusException
 
         try:
             self.generation = self._sync(catalog)
-        except MilvusException as exc:
+        except (MilvusException, grpc.RpcError) as exc:
             raise LookalikeError(
                 f"Milvus at {self.uri} failed during a sync: {exc}. The catalog is unchanged: check the server "
                 f"and run again (any search or `lookalike index`); the next sync picks up where this one "
@@ -131,6 +133,7 @@ class MilvusVectors:
         if not self._fits():
             self._create(catalog.count())
             state = {}
+        self.client.load_collection(self.collection, timeout=TIMEOUT)  # a restarted server may hold it released
         wrote = 0
         if state.get("uri") == self.uri and state.get("epoch") == catalog.epoch():
             ids, vectors, (generation, epoch) = catalog.vectors_after(int(state["max_id"]), self.dim)
@@ -144,7 +147,7 @@ class MilvusVectors:
             wrote += self._reconcile(ids, vectors)
             max_id = int(ids.max()) if len(ids) else -1
         if wrote:
-            self.client.flush(self.collection)  # seal the new rows so the server indexes them
+            self.client.flush(self.collection, timeout=TIMEOUT)  # seal the new rows so the server indexes them
         self._ensure_index(catalog.count())
         with catalog.transaction() as conn:
             catalog.set_meta(conn, **{SYNC_KEY: {"uri": self.uri, "epoch": epoch, "max_id": max_id}})
@@ -156,14 +159,16 @@ class MilvusVectors:
             rows = vectors[start:start + BATCH].astype(np.float32)
             self.client.upsert(self.collection, [
                 {"id": int(i), "digest": int(d), "vector": v.tolist()}
-                for i, d, v in zip(ids[start:start + BATCH], marks[start:start + BATCH], rows, strict=True)])
+                for i, d, v in zip(ids[start:start + BATCH], marks[start:start + BATCH], rows, strict=True)],
+                timeout=TIMEOUT)
         return len(ids)
 
     def _held(self) -> tuple[dict[int, int], set[int]]:
         """(id → digest of every row Milvus holds, ids it holds more than once)."""
         held, twice = {}, set()
         rows = self.client.query_iterator(self.collection, batch_size=BATCH, filter="id >= 0",
-                                          output_fields=["id", "digest"], consistency_level="Strong")
+                                          output_fields=["id", "digest"], consistency_level="Strong",
+                                          timeout=TIMEOUT)
         while batch := rows.next():
             for row in batch:
                 if row["id"] in held:
@@ -176,20 +181,21 @@ class MilvusVectors:
         held, twice = self._held()
         gone = sorted(set(held) - set(ids.tolist()))
         for start in range(0, len(gone), BATCH):
-            self.client.delete(self.collection, ids=gone[start:start + BATCH])
+            self.client.delete(self.collection, ids=gone[start:start + BATCH], timeout=TIMEOUT)
         marks = digests(vectors)
         stale = np.asarray([held.get(int(i)) != int(d) or int(i) in twice for i, d in zip(ids, marks, strict=True)],
                            dtype=bool)
         return self._upsert(ids[stale], vectors[stale]) + len(gone)
 
     def _ensure_index(self, count: int) -> None:
-        """Switch the index type when the collection grew past (or shrank below) `ANN_FROM`; load it."""
+        """Switch the index type when the collection grew past (or shrank below) `ANN_FROM`."""
         wanted = index_type_for(count, self.lite)
-        if self.client.describe_index(self.collection, "vector").get("index_type") != wanted:
-            self.client.release_collection(self.collection)
-            self.client.drop_index(self.collection, "vector")
-            self.client.create_index(self.collection, index_params_for(self.client, count, self.lite))
-        self.client.load_collection(self.collection)  # a no-op when loaded; after a restart it may not be
+        if self.client.describe_index(self.collection, "vector", timeout=TIMEOUT).get("index_type") != wanted:
+            self.client.release_collection(self.collection, timeout=TIMEOUT)
+            self.client.drop_index(self.collection, "vector", timeout=TIMEOUT)
+            self.client.create_index(self.collection, index_params_for(self.client, count, self.lite),
+                                     timeout=TIMEOUT)
+            self.client.load_collection(self.collection, timeout=TIMEOUT)
 
     def describe(self) -> str:
         return f"Milvus collection {self.collection!r} ({'Milvus Lite' if self.lite else 'server'}: {self.uri})"
@@ -198,8 +204,7 @@ class MilvusVectors:
                ) -> Neighbours:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         params = {"metric_type": "IP", "params": {"ef": candidates or max(2 * k, 128), "nprobe": 64}}
-        hits = self.client.search(self.collection, data=queries.tolist(), limit=k, search_params=params,
-                                  output_fields=["id"])
+        hits = self._search(queries, k, params)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         scores = np.full((len(queries), k), -1.0, dtype=np.float32)
         for row, found in enumerate(hits):
@@ -208,3 +213,20 @@ class MilvusVectors:
                 scores[row, column] = float(hit["distance"])
         width = max((len(found) for found in hits), default=0)
         return Neighbours(ids[:, :width], np.clip(scores[:, :width], -1, 1), "milvus")
+
+    def _search(self, queries: np.ndarray, k: int, params: dict) -> list:
+        """A restarted server holds the collection released until someone loads it: load it, search again."""
+        from pymilvus.exceptions import MilvusException
+
+        def search() -> list:
+            return self.client.search(self.collection, data=queries.tolist(), limit=k, search_params=params,
+                                      output_fields=["id"], timeout=TIMEOUT)
+
+        try:
+            return search()
+        except MilvusException as exc:
+            if "not loaded" not in str(exc):
+                raise LookalikeError(f"Milvus at {self.uri} failed to search: {exc}. Check the server; the "
+                                     f"catalog is intact") from exc
+            self.client.load_collection(self.collection, timeout=TIMEOUT)
+            return search()
