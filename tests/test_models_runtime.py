@@ -78,7 +78,7 @@ def test_exports_are_cached_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path))
     embedder = EfficientNetLiteEmbedder()
     embedder.use_runtime("onnx")
-    files = list((tmp_path / "onnx").glob("*.onnx"))
+    files = list((tmp_path / "onnx").glob("efficientnet-lite0-*/vision.onnx"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
     EfficientNetLiteEmbedder().use_runtime("onnx")
