@@ -82,3 +82,54 @@ def test_cli_and_api_imports_do_not_pull_heavy_modules():
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
     modules = {name.split(".")[0] for name in eval(done.stdout)}  # noqa: S307 - our own repr of a list of names
     assert not modules & {"torch", "transformers", "onnx", "onnxruntime", "faiss"}
+
+
+EMBED_PROBE = """
+import json, sys
+from PIL import Image
+from lookalike.models.registry import load_embedder
+vector = load_embedder(sys.argv[1]).embed_images([Image.open(sys.argv[2]).convert("RGB")])[0]
+print(json.dumps({"vector": vector.tolist(), "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_siglip_dir(tmp_path_factory) -> Path:
+    """SigLIP's image side (text needs a SentencePiece tokenizer, which tests cannot build offline)."""
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    folder = tmp_path_factory.mktemp("tiny-siglip")
+    torch.manual_seed(0)
+    text = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=16)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                  patch_size=16)
+    SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).save_pretrained(folder)
+    SiglipImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["efficientnet-lite0", "dinov2", "siglip", "clip"])
+def test_every_onnx_family_embeds_in_a_cold_process_without_torch(family, request, tmp_path, monkeypatch,
+                                                                  sample_folder_template):
+    """First use in this process (exports, default runtime); a new process gives the same vector from the cache."""
+    from lookalike.models.registry import _build, canonical_model_id
+
+    fixtures = {"dinov2": "tiny_dino_dir", "siglip": "tiny_siglip_dir", "clip": "tiny_clip_dir"}
+    name = str(request.getfixturevalue(fixtures[family])) if family in fixtures else family
+    model_id = canonical_model_id(name)
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path))
+    monkeypatch.setenv("LOOKALIKE_RUNTIME", "auto")
+    photo = sample_folder_template / "coffee.png"
+    from PIL import Image
+
+    first = _build(model_id).embed_images([Image.open(photo).convert("RGB")])[0]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    done = subprocess.run([sys.executable, "-c", EMBED_PROBE, model_id, str(photo)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": src}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cold = json.loads(done.stdout)
+    assert not set(cold["modules"]) & set(HEAVY)
+    assert float(np.dot(first, cold["vector"])) >= 0.9999

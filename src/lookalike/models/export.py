@@ -87,7 +87,10 @@ def quantize_int8(source: Path, target: Path) -> None:
     temporary = target.with_suffix(f".tmp{os.getpid()}.onnx")
     logging.getLogger().setLevel(logging.ERROR)
     try:
-        quant_pre_process(str(source), str(prepared))
+        try:
+            quant_pre_process(str(source), str(prepared))
+        except Exception:  # noqa: BLE001 - symbolic shape inference fails on some graphs (SigLIP's attention)
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(str(prepared), str(temporary), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul", "Gemm"])
         os.replace(temporary, target)
