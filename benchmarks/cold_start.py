@@ -11,7 +11,11 @@ The model is CLIP ViT-B/32 in its real layout with random weights (compute and m
 and a BPE tokenizer of CLIP's size (49,408 tokens, 48,894 merges), saved to a local folder; photos are the
 scikit-image samples saved as 640×480 JPEGs. The first `lookalike` run of the model (export) is not timed.
 
-    python benchmarks/cold_start.py [--rounds 5] [--index-rounds 3] [--photos 256]
+    python benchmarks/cold_start.py [--rounds 5] [--index-rounds 5] [--photos 256]
+    python benchmarks/cold_start.py --sessions CACHE/onnx/<model folder> [--rounds 5]
+
+`--sessions` compares ONNX Runtime session set-ups on a model folder the first form (or any use) filled, each in
+a fresh process: start-up (import + session + first one-image run) and images/s on batches of 32.
 """
 
 from __future__ import annotations
@@ -107,11 +111,58 @@ def write_photos(folder: Path, count: int) -> None:
         photo.convert("RGB").resize((640, 480)).rotate(i % 7).save(folder / f"{i:04d}-{name}.jpg", quality=90)
 
 
+SESSION = """
+import json, os, sys, time
+start = time.perf_counter()
+import numpy as np, onnxruntime as ort
+graph, optimize, prepack = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
+options = ort.SessionOptions()
+options.intra_op_num_threads, options.inter_op_num_threads = os.cpu_count(), 1
+options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+if not optimize:
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+if not prepack:
+    options.add_session_config_entry("session.disable_prepacking", "1")
+session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+opened = time.perf_counter()
+batch = np.random.default_rng(0).standard_normal((32, 3, 224, 224), dtype=np.float32)
+session.run(None, {"pixel_values": batch[:1]})
+first = time.perf_counter()
+session.run(None, {"pixel_values": batch})
+timed = time.perf_counter()
+for _ in range(3):
+    session.run(None, {"pixel_values": batch})
+print(json.dumps({"session": opened - start, "cold": first - start, "throughput": 96 / (time.perf_counter() - timed)}))
+"""
+
+
+def compare_sessions(folder: Path, rounds: int) -> None:
+    """The session set-ups, interleaved, each in a fresh process; medians."""
+    raw = folder / "vision.int8.onnx"
+    optimized = next(folder.glob("vision.int8.opt-*.onnx"))
+    setups = {"exported graph, optimised at load, pre-packed (before)": (raw, "1", "1"),
+              "saved optimised graph (mmapped weights), pre-packed": (optimized, "0", "1"),
+              "saved optimised graph, no pre-packing (queries)": (optimized, "0", "0")}
+    runs: dict[str, list[dict]] = {name: [] for name in setups}
+    for _ in range(rounds):
+        for name, (graph, optimize, prepack) in setups.items():
+            done = subprocess.run([sys.executable, "-c", SESSION, str(graph), optimize, prepack], check=True,
+                                  capture_output=True, text=True)
+            runs[name].append(json.loads(done.stdout))
+    print(f"ONNX Runtime sessions on {folder.name}/vision.int8 (median of {rounds}, interleaved, fresh processes)")
+    for name, results in runs.items():
+        session, cold, speed = (statistics.median(r[key] for r in results) for key in ("session", "cold", "throughput"))
+        print(f"  {name:<56} import+session {session:5.2f} s, +first image {cold:5.2f} s, {speed:5.1f} img/s")
+
+
 def prepare(tmp: Path, photos: int) -> None:
     """Run in a child process: Linux reports a child's peak RSS as at least its parent's at fork, so the
     measuring parent must never grow (no torch, no numpy)."""
+    import numpy as np
+
     save_random_clip(tmp / "clip")
     write_photos(tmp / "photos", photos)
+    np.save(tmp / "stored.npy", np.random.default_rng(0).standard_normal((photos, 512), dtype=np.float32))
 
 
 def run(command: list[str], cwd: Path, env: dict) -> tuple[float, float]:
@@ -152,10 +203,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--index-rounds", type=int, default=5)
     parser.add_argument("--photos", type=int, default=256)
+    parser.add_argument("--sessions", type=Path, help="compare session set-ups on this model cache folder")
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare:
         return prepare(args.prepare, args.photos)
+    if args.sessions:
+        return compare_sessions(args.sessions, args.rounds)
     python = sys.executable
     cli = [python, "-m", "lookalike.cli"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,9 +225,7 @@ def main() -> None:
                        stdout=subprocess.DEVNULL)
         subprocess.run([*cli, "search", "--text", "warm up"], env=env, check=True, cwd=tmp / "photos",
                        stdout=subprocess.DEVNULL)
-        stored = tmp / "stored.npy"
-        subprocess.run([python, "-c", RECIPE_INDEX, str(checkpoint), str(tmp / "photos"), str(stored)], env=env,
-                       check=True)
+        stored = tmp / "stored.npy"  # the recipe's "stored vectors": one per photo (their values cost nothing)
         print(f"{os.cpu_count()} cores; CLIP ViT-B/32 layout, random weights; {args.photos} photos 640x480; "
               f"median of {args.rounds}, interleaved")
         photos, recipe = tmp / "photos", [python, "-c", RECIPE, str(checkpoint), str(stored)]

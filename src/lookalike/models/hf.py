@@ -119,7 +119,8 @@ class HuggingFaceEmbedder(TorchImageEmbedder):
         self.dim = int(card["dim"])
         self.preprocess = Preprocess.from_dict(card["preprocess"])
         self.modalities = frozenset({"image", "text"} if self.family in TEXT_FAMILIES else {"image"})
-        self._lock = threading.RLock()  # the ONNX text encoder is built under it and may load the towers
+        self._lock = threading.Lock()
+        self._text_lock = threading.Lock()  # never held with `_lock`: exports take runtimes._lock, then `_lock`
         self._vision = None
         self._text = None
         self._tokenizer = None
@@ -198,7 +199,7 @@ class HuggingFaceEmbedder(TorchImageEmbedder):
         from lookalike.models import runtime as runtimes
 
         if runtimes.resolve(runtimes.requested_runtime(), transformer=True).startswith("onnx"):
-            with self._lock:
+            with self._text_lock:
                 if self._onnx_text is None:
                     self._onnx_text = onnx_text.OnnxTextEncoder(self.model_cache, self._export_text)
             return l2_normalize(self._onnx_text(list(texts)))
