@@ -78,7 +78,7 @@ def test_exports_are_cached_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path))
     embedder = EfficientNetLiteEmbedder()
     embedder.use_runtime("onnx")
-    files = list((tmp_path / "onnx").glob("*.onnx"))
+    files = list((tmp_path / "onnx").glob("efficientnet-lite0-*/vision.onnx"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
     EfficientNetLiteEmbedder().use_runtime("onnx")
@@ -102,3 +102,37 @@ def test_an_unwritable_cache_folder_does_not_stop_model_loading(tmp_path, monkey
     reference.use_runtime("torch")
     images = real_photos[:2]
     assert (embedder.embed_images(images) * reference.embed_images(images)).sum(axis=1).min() > 0.99
+
+
+def _exported_graph_vectors(graph, batch, one_by_one=False):
+    """What earlier versions ran: a session on the exported graph, optimised at load, weights pre-packed.
+    (int8 activations are quantised per batch, so a query alone is compared with a query alone.)"""
+    import onnxruntime as ort
+
+    from lookalike.models.base import l2_normalize
+
+    session = ort.InferenceSession(str(graph), ort.SessionOptions(), providers=["CPUExecutionProvider"])
+    runs = [batch[i:i + 1] for i in range(len(batch))] if one_by_one else [batch]
+    return l2_normalize(np.concatenate([session.run(None, {"pixel_values": part})[0] for part in runs]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnx-int8", "onnx"])
+def test_cached_sessions_keep_the_vectors_of_the_exported_graph(full_size_clip, real_photos, runtime):
+    """The saved optimised graph with memory-mapped weights, with and without pre-packing, in an embedder that
+    read everything from the cache: cosine ≥ 0.9999 to the exported graph's vectors on real photos."""
+    from lookalike.models.hf import HuggingFaceEmbedder
+
+    full_size_clip.use_runtime(runtime)
+    batch = np.stack([full_size_clip.prepare(im) for im in real_photos])
+    assert len(batch) >= runtimes.PREPACK_FROM
+    packed = full_size_clip.embed_prepared(batch)
+    cold = HuggingFaceEmbedder(full_size_clip.source, full_size_clip.id)  # from model.json, as a new process
+    assert cold.preprocessing() == full_size_clip.preprocessing() and cold.dim == full_size_clip.dim
+    assert cold.use_runtime(runtime) == runtime
+    single = np.concatenate([cold.embed_prepared(batch[i:i + 1]) for i in range(len(batch))])
+    assert cold.runtime.session._packed is False
+    graph = full_size_clip.model_cache.path("vision.int8.onnx" if runtime == "onnx-int8" else "vision.onnx")
+    assert (_exported_graph_vectors(graph, batch) * packed).sum(axis=1).min() >= 0.9999
+    assert (_exported_graph_vectors(graph, batch, one_by_one=True) * single).sum(axis=1).min() >= 0.9999
+    assert len(list(graph.parent.glob(f"{graph.stem}.opt-*.onnx"))) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Protocol, runtime_checkable
@@ -77,6 +78,13 @@ class Preprocess:
     def describe(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> Preprocess:
+        """The inverse of `describe` after a JSON round trip (lists back to tuples)."""
+        return cls(shortest_edge=int(values["shortest_edge"]), crop=(int(values["crop"][0]), int(values["crop"][1])),
+                   mean=tuple(float(v) for v in values["mean"]), std=tuple(float(v) for v in values["std"]),
+                   resample=int(values["resample"]))
+
 
 class PreparedImageEmbedder:
     """Shared plumbing: `embed_images` via `prepare` + `embed_prepared`, and a clear error for text."""
@@ -110,7 +118,9 @@ class PreparedImageEmbedder:
 class TorchImageEmbedder(PreparedImageEmbedder):
     """A PyTorch image tower behind `Preprocess`; subclasses provide `_image_features(pixel_values)`.
 
-    The tower runs on the runtime chosen by LOOKALIKE_RUNTIME (see `lookalike.models.runtime`)."""
+    The tower runs on the runtime chosen by LOOKALIKE_RUNTIME (see `lookalike.models.runtime`). On an ONNX
+    runtime whose graph is already in `model_cache`, the torch module is never built (nor torch imported):
+    subclasses set `model_cache` from their checkpoint files and load the module lazily in `_torch_module`."""
 
     preprocess: Preprocess
     transformer = False  # ViTs quantise well to int8; CNNs are exported in fp32
@@ -142,11 +152,30 @@ class TorchImageEmbedder(PreparedImageEmbedder):
         chosen = runtimes.resolve(name or runtimes.requested_runtime(), self.transformer)
         if chosen in ("torch", "bf16"):
             self._runtime = runtimes.TorchRuntime(self._image_features, bf16=chosen == "bf16")
-        else:
+            return chosen
+        int8 = chosen == "onnx-int8"
+        graph = self.model_cache.path("vision.int8.onnx" if int8 else "vision.onnx")
+
+        def export() -> None:
+            from lookalike.models.export import export_image_graph
+
             crop = self.preprocess.crop
-            self._runtime = runtimes.OnnxRuntime(self._image_features, self._torch_module(), self.id,
-                                                 (3, crop[0], crop[1]), int8=chosen == "onnx-int8")
+            export_image_graph(self._image_features, self._torch_module(), graph.parent, (3, crop[0], crop[1]), int8)
+
+        self._runtime = runtimes.OnnxRuntime(graph, export, chosen)
         return chosen
+
+    @cached_property
+    def model_cache(self):
+        """Where this model's graphs live. Subclasses that know their checkpoint files set it without torch;
+        this fallback identifies the weights by a sample of every tensor (so it builds the module)."""
+        from lookalike.models.cache import ModelCache
+
+        identity = hashlib.sha256()
+        for name, tensor in self._torch_module().state_dict().items():
+            identity.update(name.encode())
+            identity.update(tensor.detach().reshape(-1)[:16].float().numpy().tobytes())
+        return ModelCache(self.id, identity.hexdigest())
 
     def _torch_module(self):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -4,16 +4,23 @@
 tests/test_models_runtime.py and benchmarks/embed_throughput.py): ONNX Runtime int8 (dynamic quantisation of
 MatMul/Gemm) for transformers (CLIP, SigLIP, DINOv2), ONNX Runtime fp32 for CNNs (EfficientNet: dynamic int8
 convolutions are slow and inexact, static int8 measured cosine 0.96 — below the bar). Without onnxruntime,
-`auto` is torch fp32. Exported models are cached on disk, keyed by model id, runtime and library versions.
+`auto` is torch fp32. Graphs live in the model cache (`lookalike.models.cache`); torch is imported only to
+export one the first time (`lookalike.models.export`) or when a torch runtime runs.
+
+Session start-up (benchmarks/cold_start.py, ViT-B/32 int8 on this 2-core machine): ONNX Runtime's graph
+optimisation is done once and its result saved next to the graph (≈ 0.1 s saved per process), with the weights
+as an external file that ONNX Runtime memory-maps instead of copying (a text query touches a few rows of the
+token table, not 100 MB). Weight pre-packing costs ≈ 0.25 s at start and gives ≈ 15 % throughput, so a session
+packs only once a batch of PREPACK_FROM inputs arrives: a one-image query never pays for it, indexing always does.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
+import importlib.util
 import os
+import secrets
 import threading
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +28,7 @@ import numpy as np
 from lookalike.errors import LookalikeError
 
 RUNTIMES = ("auto", "torch", "bf16", "onnx", "onnx-int8")
+PREPACK_FROM = 8  # batch size from which a session re-opens with pre-packed weights (see the module docstring)
 _lock = threading.Lock()
 
 
@@ -32,12 +40,8 @@ def requested_runtime() -> str:
 
 
 def onnx_available() -> bool:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """onnxruntime runs cached graphs; exporting a new one also needs onnx (checked when it happens)."""
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def resolve(runtime: str, transformer: bool) -> str:
@@ -48,34 +52,6 @@ def resolve(runtime: str, transformer: bool) -> str:
     if not onnx_available():
         return "torch"
     return "onnx-int8" if transformer else "onnx"
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("LOOKALIKE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "lookalike")
-    return Path(base) / "onnx"
-
-
-def writable_cache_dir() -> Path:
-    """`cache_dir()`, or a temporary folder when that cannot be written (read-only home, a container without
-    ~/.cache): the export is then redone per process instead of model loading failing."""
-    import tempfile
-
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            return folder
-    except OSError as exc:
-        global _fallback
-        if _fallback is None:  # private to this process: nobody else can plant a model file in it
-            _fallback = Path(tempfile.mkdtemp(prefix="lookalike-onnx-"))
-            logging.getLogger("lookalike").warning("cannot write the model cache %s (%s); using %s for this run",
-                                                   folder, exc.strerror or exc, _fallback)
-        return _fallback
-
-
-_fallback: Path | None = None
 
 
 class TorchRuntime:
@@ -95,96 +71,87 @@ class TorchRuntime:
 
 
 class OnnxRuntime:
-    """An ONNX export of the tower (dynamic batch), optionally int8-quantised, run by ONNX Runtime."""
+    """An image tower's cached ONNX graph (dynamic batch), exported by `export()` if it is not there yet."""
 
-    def __init__(self, forward, owner, key: str, input_shape: tuple[int, int, int], int8: bool) -> None:
-        self.name = "onnx-int8" if int8 else "onnx"
-        path = self._model_file(forward, owner, key, input_shape, int8)
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # steadier on busy machines
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+    def __init__(self, graph: Path, export: Callable[[], object], name: str) -> None:
+        self.name = name
+        with _lock:
+            if not graph.exists():
+                export()
+        self.session = OnnxSession(graph)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-
-    @staticmethod
-    def _model_file(forward, owner, key: str, input_shape, int8: bool) -> Path:
-        import onnxruntime
-        import torch
-
-        tag = hashlib.sha256(f"{key}|{torch.__version__}|{onnxruntime.__version__}|{input_shape}".encode())
-        for name, tensor in owner.state_dict().items():  # same id, other weights (a re-saved local checkpoint)
-            tag.update(name.encode())
-            tag.update(tensor.detach().reshape(-1)[:16].float().numpy().tobytes())
-        folder = writable_cache_dir()
-        fp32 = folder / f"{tag.hexdigest()[:20]}.onnx"
-        target = folder / f"{tag.hexdigest()[:20]}.int8.onnx" if int8 else fp32
-        with _lock:
-            if not target.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                if not fp32.exists():
-                    _export(forward, owner, fp32, input_shape)
-                if int8:
-                    _quantize(fp32, target)
-        return target
+        return self.session.run({"pixel_values": np.ascontiguousarray(batch, dtype=np.float32)})
 
 
-class _Wrap:
-    """Any callable as an nn.Module whose parameters are `owner`'s (so weights export as initialisers)."""
+class OnnxSession:
+    """One graph run by ONNX Runtime, opened on first use: without weight pre-packing for small batches
+    (queries), re-opened with it the first time a batch of PREPACK_FROM or more arrives (indexing)."""
 
-    def __new__(cls, forward, owner):
-        import torch
+    def __init__(self, graph: Path) -> None:
+        self.graph = graph
+        self._session = None
+        self._packed = False
+        self._lock = threading.Lock()
 
-        class Module(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.owner = owner
-
-            def forward(self, x):
-                return forward(x)
-
-        return Module().eval()
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        packed = len(next(iter(feeds.values()))) >= PREPACK_FROM
+        with self._lock:
+            if self._session is None or (packed and not self._packed):
+                self._session, self._packed = open_session(self.graph, prepack=packed), packed
+            session = self._session
+        return session.run(None, feeds)[0]
 
 
-def _export(forward, owner, path: Path, input_shape) -> None:
-    import torch
+def open_session(graph: Path, prepack: bool = True):
+    """An InferenceSession on the optimised copy of `graph` saved for this ONNX Runtime version and CPU,
+    optimising and saving it first if needed."""
+    import onnxruntime as ort
 
-    module = _Wrap(forward, owner)
-    example = torch.randn(2, *input_shape)  # batch ≥ 2 keeps the batch dimension symbolic
-    temporary = path.with_suffix(f".tmp{os.getpid()}.onnx")
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    from lookalike.models.cache import hardware_tag
+
+    optimized = graph.with_name(f"{graph.stem}.opt-{ort.__version__}-{hardware_tag()}.onnx")
+    if optimized.exists():
         try:
-            torch.onnx.export(module, (example,), str(temporary), dynamo=True, external_data=False,
-                              input_names=["pixel_values"], output_names=["embeds"],
-                              dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},), verbose=False)
-        except Exception:  # older or unusual models: the TorchScript exporter
-            torch.onnx.export(module, (example,), str(temporary), dynamo=False, opset_version=17,
-                              input_names=["pixel_values"], output_names=["embeds"],
-                              dynamic_axes={"pixel_values": {0: "batch"}, "embeds": {0: "batch"}})
-    os.replace(temporary, path)
+            return ort.InferenceSession(str(optimized), _options(ort, prepack, optimize=False),
+                                        providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001 - a damaged copy is rebuilt from the graph below
+            optimized.unlink(missing_ok=True)
+    return _optimize_and_save(ort, graph, optimized, prepack)
 
 
-def _quantize(source: Path, target: Path) -> None:
-    """int8 weights for MatMul/Gemm only: the linear layers that dominate a ViT; activations stay float."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = target.with_suffix(f".pre{os.getpid()}.onnx")
-    temporary = target.with_suffix(f".tmp{os.getpid()}.onnx")
-    logging.getLogger().setLevel(logging.ERROR)
+def _optimize_and_save(ort, graph: Path, optimized: Path, prepack: bool):
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    temporary = optimized.with_name(f"{optimized.stem}.tmp{token}.onnx")
+    data = f"{optimized.stem}.{token}.data"  # referenced by name from the graph, so it keeps this name
+    options = _options(ort, prepack, optimize=True)
+    options.optimized_model_filepath = str(temporary)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", data)
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     try:
-        quant_pre_process(str(source), str(prepared))
-        quantize_dynamic(str(prepared), str(temporary), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gemm"])
-        os.replace(temporary, target)
-    finally:
-        prepared.unlink(missing_ok=True)
+        session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - some graphs cannot be saved optimised: run them unsaved
+        (optimized.parent / data).unlink(missing_ok=True)
         temporary.unlink(missing_ok=True)
+        return ort.InferenceSession(str(graph), _options(ort, prepack, optimize=True),
+                                    providers=["CPUExecutionProvider"])
+    if optimized.exists():  # another process saved one meanwhile: keep theirs
+        temporary.unlink(missing_ok=True)
+        (optimized.parent / data).unlink(missing_ok=True)
+    else:
+        os.replace(temporary, optimized)
+    return session
+
+
+def _options(ort, prepack: bool, optimize: bool):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # saving an ORT_ENABLE_ALL graph warns that it is hardware-specific: it's keyed so
+    # An optimised graph loads as saved; re-running the optimisers on it finds nothing and costs ≈ 0.1 s.
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # steadier on busy machines
+    if not prepack:
+        options.add_session_config_entry("session.disable_prepacking", "1")
+    return options
