@@ -15,6 +15,18 @@ import lookalike  # noqa: E402
 from lookalike.distributed import RayEngine, ShardStore, _batches, _parquet  # noqa: E402
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_on_loopback():
+    """On Linux Ray advertises the machine's own address; this switch (read by every Ray process) keeps all of
+    this module's Ray servers, local or multi-node, on 127.0.0.1."""
+    from ray._private import ray_constants
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     import ray
