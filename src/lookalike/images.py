@@ -16,11 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lookalike.errors import ImageError, ImageTooLargeError
+
+if TYPE_CHECKING:
+    from lookalike.sources import SourceFile
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
@@ -47,7 +50,7 @@ class ScannedFile:
 
 @dataclass
 class ScanResult:
-    files: list[ScannedFile] = field(default_factory=list)
+    files: list[ScannedFile | SourceFile] = field(default_factory=list)  # SourceFile: remote and URL-list sources
     problems: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
 
 

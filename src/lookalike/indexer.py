@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from lookalike.images import ScannedFile, load_image
 from lookalike.models.base import Embedder
 from lookalike.sources import open_source
 from lookalike.store.catalog import Catalog, NewImage
+
+Item = TypeVar("Item")
 
 ProgressCallback = Callable[[int, int], None]  # (done, total) of the files that need work
 
@@ -195,8 +198,8 @@ def embedded_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, 
                Embedded(item.key, next(vectors), item.size) for item in batch]
 
 
-def embed_files(items: list, embedder: Embedder, batch_size: int = 32, workers: int | None = None,
-                path_of: Callable = lambda item: item) -> Iterator[tuple[object, np.ndarray | None, str | None]]:
+def embed_files(items: Iterable[Item], embedder: Embedder, batch_size: int = 32, workers: int | None = None,
+                path_of: Callable = lambda item: item) -> Iterator[tuple[Item, np.ndarray | None, str | None]]:
     """(item, vector, None) or (item, None, reason) for files embedded but not stored (queries, examples)."""
     with ThreadPoolExecutor(workers or default_workers()) as pool:
         for batch in embedded_batches(pool, list(items), embedder, batch_size, path_of):

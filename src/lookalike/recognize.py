@@ -97,7 +97,7 @@ class CategorySet:
     def recognize(self, paths: list[str | os.PathLike], threshold: float | None = None) -> list[Recognition]:
         results = []
         for path, vector, error in embed_files([str(p) for p in paths], self.embedder):
-            if error is not None:
+            if error is not None or vector is None:
                 raise LookalikeError(f"cannot read {path}: {error}")
             results.extend(self.recognize_vectors(vector[None], [str(path)], threshold))
         return results

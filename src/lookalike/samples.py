@@ -47,7 +47,7 @@ def _resaved(image: Image.Image) -> bytes:
 def _one_pixel(image: Image.Image) -> Image.Image:
     edited = image.copy()
     x, y = edited.width // 3, edited.height // 3
-    r, g, b = edited.getpixel((x, y))
+    r, g, b = edited.convert("RGB").getpixel((x, y))  # type: ignore[misc]  # an RGB pixel is a 3-tuple
     edited.putpixel((x, y), (255 - r, 255 - g, 255 - b))
     return edited
 

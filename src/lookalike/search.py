@@ -119,7 +119,7 @@ def query_vector(embedder: Embedder, query: Query) -> np.ndarray:
     texts = [term for term in query.terms if term.kind == "text"]
     images = [term for term in query.terms if term.kind == "image"]
     if texts:
-        vectors = embedder.embed_texts([term.value for term in texts])
+        vectors = embedder.embed_texts([str(term.value) for term in texts])
         total += sum(term.weight * vector for term, vector in zip(texts, vectors, strict=True))
     if images:
         decoded = [_open(term.value) for term in images]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 from lookalike.errors import ModalityError
+
+if TYPE_CHECKING:
+    from lookalike.models.runtime import OnnxRuntime, TorchRuntime
 
 
 @runtime_checkable
@@ -41,6 +44,12 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def triple(values) -> tuple[float, float, float]:
+    """Per-channel (R, G, B) values from a JSON list."""
+    red, green, blue = (float(v) for v in values)
+    return red, green, blue
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ class Preprocess:
     def from_dict(cls, values: dict) -> Preprocess:
         """The inverse of `describe` after a JSON round trip (lists back to tuples)."""
         return cls(shortest_edge=int(values["shortest_edge"]), crop=(int(values["crop"][0]), int(values["crop"][1])),
-                   mean=tuple(float(v) for v in values["mean"]), std=tuple(float(v) for v in values["std"]),
+                   mean=triple(values["mean"]), std=triple(values["std"]),
                    resample=int(values["resample"]))
 
 
@@ -124,7 +133,7 @@ class TorchImageEmbedder(PreparedImageEmbedder):
 
     preprocess: Preprocess
     transformer = False  # ViTs quantise well to int8; CNNs are exported in fp32
-    _runtime = None
+    _runtime: TorchRuntime | OnnxRuntime | None = None
 
     def preprocessing(self) -> dict:
         return self.preprocess.describe()

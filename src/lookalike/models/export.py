@@ -11,23 +11,25 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
-class _Wrap:
+def _as_module(forward: Callable, owner) -> torch.nn.Module:
     """Any callable as an nn.Module whose parameters are `owner`'s (so weights export as initialisers)."""
+    import torch
 
-    def __new__(cls, forward, owner):
-        import torch
+    class Module(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.owner = owner
 
-        class Module(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.owner = owner
+        def forward(self, *inputs):
+            return forward(*inputs)
 
-            def forward(self, *inputs):
-                return forward(*inputs)
-
-        return Module().eval()
+    return Module().eval()
 
 
 Axis = tuple[str, int, int]  # name, min, max of a symbolic dimension
@@ -40,7 +42,7 @@ def export_graph(forward: Callable, owner, path: Path, examples: dict, dynamic: 
     Examples need a batch of ≥ 2 (and, for text, two lengths) so those dimensions stay symbolic."""
     import torch
 
-    module = _Wrap(forward, owner)
+    module = _as_module(forward, owner)
     names = list(examples)
     dims: dict[str, torch.export.Dim] = {}
     shapes = tuple({axis: dims.setdefault(label, torch.export.Dim(label, min=low, max=high))

@@ -17,7 +17,7 @@ from PIL import Image
 
 from lookalike.errors import ModelUnavailableError
 from lookalike.models import text as onnx_text
-from lookalike.models.base import Preprocess, TorchImageEmbedder, l2_normalize
+from lookalike.models.base import Preprocess, TorchImageEmbedder, l2_normalize, triple
 from lookalike.models.cache import ModelCache, checkpoint_folder, checkpoint_identity
 
 TEXT_FAMILIES = ("clip", "siglip", "siglip2")
@@ -90,8 +90,8 @@ def _preprocess_from(source: str, default_mean, default_std) -> Preprocess:
     return Preprocess(
         shortest_edge=int(edge),
         crop=(int(crop_hw[0]), int(crop_hw[1])),
-        mean=tuple(float(v) for v in (processor.image_mean or default_mean)),
-        std=tuple(float(v) for v in (processor.image_std or default_std)),
+        mean=triple(processor.image_mean or default_mean),
+        std=triple(processor.image_std or default_std),
         resample=int(getattr(processor, "resample", Image.Resampling.BICUBIC) or Image.Resampling.BICUBIC),
     )
 
@@ -124,7 +124,7 @@ class HuggingFaceEmbedder(TorchImageEmbedder):
         self._vision = None
         self._text = None
         self._tokenizer = None
-        self._onnx_text = None
+        self._onnx_text: onnx_text.OnnxTextEncoder | None = None
 
     def _card(self) -> dict:
         """`model.json` from the model cache if this checkpoint was seen before, else described and cached."""

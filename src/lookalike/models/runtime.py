@@ -22,6 +22,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class OnnxSession:
 
     def __init__(self, graph: Path) -> None:
         self.graph = graph
-        self._session = None
+        self._session: Any = None  # an onnxruntime.InferenceSession, opened on first use
         self._packed = False
         self._lock = threading.Lock()
 
