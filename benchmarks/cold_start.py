@@ -242,6 +242,8 @@ def main() -> None:
         report("cold search (whole process)", {k: search[k] for k in names[:2]}, names[0])
         report("", {k: search[k] for k in names[2:4]}, names[2])
         report("for scale", {k: search[k] for k in names[4:]}, names[4])
+        if not args.index_rounds:
+            return
         dbs = iter(range(10**6))
         index = measure({
             f"recipe, {args.photos} photos": (lambda: [python, "-c", RECIPE_INDEX, str(checkpoint), str(photos),
