@@ -62,6 +62,7 @@ class IndexInfo:
     preprocessing: dict
     store: str = "embedded (SQLite + FAISS)"
     search_structure: str = ""  # as of the last search ('' before the first)
+    models: dict | None = None  # what serves what (search, text, dupes and copy lookups), vectors per model
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -108,6 +109,7 @@ class Index:
         create: bool = True,
         reindex: bool = False,
         store: str | None = None,
+        copy_extras: list[str] | None = None,
     ) -> Index:
         """Open (or create) the index of `folder`, stored in `folder/.lookalike/` unless `db` says otherwise.
 
@@ -136,16 +138,17 @@ class Index:
         if not exists and not open_source(location).exists():
             raise IndexUnusableError(f"{folder} is not a folder" + ("" if not remote else " that can be listed"))
         # Load the model before writing anything, so a model that can't load leaves no empty index behind.
-        new_embedder = None if exists else load_embedder(model or DEFAULT_MODEL)
+        new_embedder = None if exists else load_embedder((model or DEFAULT_MODEL).split(",")[0])
         catalog = Catalog(db_file)
         stored_root = catalog.get_meta("root")
         if stored_root is None:
             if folder is None:
                 raise IndexUnusableError(f"{db_file} is not a lookalike index (no folder recorded)")
-            embedder = new_embedder or load_embedder(model or DEFAULT_MODEL)
+            embedder = new_embedder or load_embedder((model or DEFAULT_MODEL).split(",")[0])
             index = cls._create(db_file, location, catalog, embedder)
             if store is not None:
                 index.use_store(store)
+            index._add_models(model, copy_extras)
             return index
         stored_remote = is_remote(stored_root) or is_url_list(stored_root)
         root = stored_root if stored_remote else str((db_file.parent / stored_root).resolve())
@@ -156,6 +159,7 @@ class Index:
         index = cls(db_file, root, catalog, catalog.get_meta("model"))
         if store is not None:
             index.use_store(store)
+        model = index._add_models(model, copy_extras)
         if model is not None and canonical_model_id(model) != index.model_id:
             if not reindex:
                 raise IndexUnusableError(
@@ -183,6 +187,7 @@ class Index:
         """--reindex: forget every vector and record the new model; the next update embeds everything."""
         embedder = load_embedder(model)
         with self.catalog.transaction() as conn:
+            conn.execute("DELETE FROM vectors")
             conn.execute("DELETE FROM images")
             conn.execute("DELETE FROM skipped")
             self.catalog.set_meta(conn, model=embedder.id, dim=embedder.dim, preprocessing=embedder.preprocessing())
@@ -190,6 +195,29 @@ class Index:
         self.model_id = embedder.id
         self._embedder = embedder
         self._vectors = None
+
+    def _add_models(self, models: str | None, copy_extras: list[str] | None) -> str | None:
+        """`--model clip,sscd`: the first is the main model (returned, checked by the caller), the others are
+        recorded and embedded by the next update (only them); `copy_extras` (dihedral, regions) likewise."""
+        from lookalike.copies import EXTRAS
+
+        names = [n for n in (models or "").split(",") if n.strip()]
+        recorded = self.catalog.get_meta("models", [])
+        others = [canonical_model_id(n) for n in names[1:]]
+        for extra_id in others:
+            load_embedder(extra_id)  # refuse a model that can't load before recording it
+        wanted = [m for m in others if m != self.model_id and m not in recorded]
+        extras = sorted(set(copy_extras or ()))
+        if bad := [e for e in extras if e not in EXTRAS]:
+            raise IndexUnusableError(f"unknown copy variants {bad}: choose from {', '.join(EXTRAS)}")
+        if wanted or (copy_extras is not None and extras != self.catalog.get_meta("copy_extras", [])):
+            with self.catalog.transaction() as conn:
+                if copy_extras is not None:  # other variants: the copy model's rows are re-made
+                    conn.execute("DELETE FROM vectors")
+                    self.catalog.set_meta(conn, copy_extras=extras)
+                self.catalog.set_meta(conn, models=recorded + wanted)
+                self.catalog.bump(conn)
+        return names[0] if names else None
 
     def close(self) -> None:
         self.catalog.close()
@@ -251,9 +279,16 @@ class Index:
         `engine` embeds elsewhere (e.g. `lookalike.distributed.RayEngine`); by default, in this process."""
         if not self.source.exists():
             raise IndexUnusableError(f"the indexed folder {self.source.location} is missing; nothing was changed")
+        from lookalike.copyindex import copy_extras, copy_model, fill, index_models
+
         with self._lock:
-            return update_index(self.catalog, self.source, lambda: self.embedder, batch_size=batch_size,
-                                include_hidden=include_hidden, progress=progress, engine=engine)
+            report = update_index(self.catalog, self.source, lambda: self.embedder, batch_size=batch_size,
+                                  include_hidden=include_hidden, progress=progress, engine=engine)
+            for model_id in index_models(self)[1:]:
+                report.embedded += fill(self, model_id, progress)
+            if copy_extras(self) and copy_model(self) == self.model_id:
+                fill(self, self.model_id, progress)
+            return report
 
     def search(self, query: str | Query | None = None, *, image=None, text=None, k: int = 10,
                min_score: float | None = None, exact: bool = False) -> SearchResult:
@@ -292,6 +327,12 @@ class Index:
             results.append(SearchResult(label, matches, neighbours.method))
         return results
 
+    def find_copies(self, images: list, k: int = 10, min_score: float | None = None) -> list[SearchResult]:
+        """Originals of edited copies: the copy model (sscd, pdq, …) with flips, turns and stored variants."""
+        from lookalike.copyindex import find_copies
+
+        return find_copies(self, images, k=k, min_score=min_score)
+
     def read(self, relative_path: str):
         """What `load_image` needs to read an indexed image: a local path, or its bytes from a remote source."""
         return self.source.image_input(relative_path)
@@ -305,8 +346,14 @@ class Index:
             created_at=self.catalog.get_meta("created_at"), updated_at=self.catalog.get_meta("updated_at"),
             preprocessing=self.catalog.get_meta("preprocessing", {}),
             store=self.catalog.get_meta("store") or IndexInfo.store,
-            search_structure=VectorCache(self._cache_dir()).describe(),
+            search_structure=VectorCache(self._cache_dir()).describe(), models=self._models_info(),
         )
+
+    def _models_info(self) -> dict:
+        from lookalike.copyindex import roles
+        from lookalike.store.extra import counts
+
+        return {"serves": roles(self), "vectors": counts(self.catalog)}
 
 
 def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None = None,  # noqa: A001

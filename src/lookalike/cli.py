@@ -31,7 +31,9 @@ DbOption = Annotated[
 ModelOption = Annotated[
     str | None,
     typer.Option("--model", "-m", help="clip (default), siglip, dinov2, dinov2-mean, efficientnet-lite0 (offline), "
-                 "phash, dhash, a Hugging Face id or a local checkpoint folder."),
+                 "phash, dhash, sscd, sscd-distilled, pdq (copy detection, offline), a Hugging Face id or a local checkpoint "
+                 "folder. `index` takes several: --model clip,sscd (text/semantic search by the first, dupes and "
+                 "copy lookups by the copy model)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for several queries).")]
 
@@ -66,6 +68,9 @@ def index(
     model: ModelOption = None,
     db: DbOption = None,
     reindex: Annotated[bool, typer.Option(help="Forget all vectors and embed everything with --model.")] = False,
+    copy_variants: Annotated[str | None, typer.Option(
+        help="Also store, for the copy model (sscd, sscd-distilled, pdq), vectors of flips and turns ('dihedral') "
+        "and/or of a grid of sub-regions ('regions', finds tight crops), comma-separated; 'none' to stop.")] = None,
     include_hidden: Annotated[bool, typer.Option(help="Also index hidden files and folders.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 32,
     store: Annotated[str | None, typer.Option(
@@ -82,7 +87,8 @@ def index(
 
     from lookalike.api import Index
 
-    with Index.open(photos_dir, db=db, model=model, reindex=reindex, store=store) as idx:
+    variants = None if copy_variants is None else [v for v in copy_variants.split(",") if v.strip() not in ("", "none")]
+    with Index.open(photos_dir, db=db, model=model, reindex=reindex, store=store, copy_extras=variants) as idx:
         columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                    TimeRemainingColumn())
         with Progress(*columns, console=errors, transient=True, disable=as_json) as bar:
@@ -136,6 +142,9 @@ def search(
     labels_file: Annotated[Path | None, typer.Option(help="CSV with columns path,label for --labels.")] = None,
     image_weight: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="With --labels: weight of the image score (the label gets the rest).")] = 0.5,
+    copies: Annotated[bool, typer.Option(
+        "--copies", help="Copy lookup: find the originals of these (edited) images with the index's copy model, "
+        "their flips and turns.")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -155,7 +164,8 @@ def search(
         if labels or labels_file:
             _print_fused(idx, parsed, labels_file, image_weight, top, as_json)
             return
-        results = idx.search_many(parsed, k=top, min_score=min_score, exact=exact)
+        results = idx.find_copies(queries or [], k=top, min_score=min_score) if copies else \
+            idx.search_many(parsed, k=top, min_score=min_score, exact=exact)
     for result in results:
         if as_json:
             print(json.dumps(result.as_dict(), ensure_ascii=False))
@@ -558,6 +568,9 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("size on disk", f"{details.size_bytes / 1e6:.2f} MB"), ("vector store", details.store),
         ("search structure", details.search_structure or "built at the first search"),
         ("created", when(details.created_at)), ("last update", when(details.updated_at)),
+        *[(f"serves {role}", model) for role, model in (details.models or {}).get("serves", {}).items() if model],
+        *[(f"vectors {model}", f"{n['images']} images, {n['variants']} variants")
+          for model, n in (details.models or {}).get("vectors", {}).items()],
     ]:
         table.add_row(key, str(value))
     console.print(table)

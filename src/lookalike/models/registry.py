@@ -22,8 +22,16 @@ ALIASES = {
     "efficientnet-lite0": "efficientnet-lite0",
     "phash": "phash",
     "dhash": "dhash",
+    "sscd": "sscd",
+    "sscd-distilled": "sscd-distilled",
+    "sscd-torchscript": "sscd-torchscript",
+    "pdq": "pdq",
 }
-BUILTIN_IDS = ("efficientnet-lite0", "phash", "dhash")
+BUILTIN_IDS = ("efficientnet-lite0", "phash", "dhash", "sscd", "sscd-distilled", "sscd-torchscript", "pdq")
+# Copy-detection models: `dupes` and copy lookups use one of these when an index holds one. Their cosine
+# thresholds were measured on the hard copy-detection set (benchmarks/copydetect_hard.py, docs/performance.md);
+# pdq's is Immaculate's and PDQ's reference 31 differing bits of 256.
+COPY_THRESHOLDS = {"sscd": 0.55, "sscd-distilled": 0.55, "sscd-torchscript": 0.55, "pdq": 1 - 2 * 31 / 256}
 
 _cache: dict[str, Embedder] = {}
 _cache_lock = threading.Lock()
@@ -70,6 +78,18 @@ def _build(model_id: str) -> Embedder:
         from lookalike.models.efficientnet import EfficientNetLiteEmbedder
 
         return EfficientNetLiteEmbedder()
+    if model_id in ("sscd", "sscd-distilled"):
+        from lookalike.models.sscd import SscdOnnxEmbedder
+
+        return SscdOnnxEmbedder(model_id)
+    if model_id == "sscd-torchscript":
+        from lookalike.models.sscd import SscdTorchScriptEmbedder
+
+        return SscdTorchScriptEmbedder()
+    if model_id == "pdq":
+        from lookalike.models.pdq import PdqEmbedder
+
+        return PdqEmbedder()
     if model_id in ("phash", "dhash"):
         from lookalike.models.hashes import PerceptualHashEmbedder
 

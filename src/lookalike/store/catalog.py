@@ -20,7 +20,7 @@ import numpy as np
 
 from lookalike.errors import IndexUnusableError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VECTOR_DTYPE = np.float16  # half the disk and RAM of float32; cosine error ~1e-3, ranking unaffected in practice
 
 # Each entry upgrades the schema from version N-1 to N; append, never edit, so old indexes keep opening.
@@ -48,6 +48,16 @@ MIGRATIONS: dict[int, str] = {
     """,
     2: """
     ALTER TABLE images ADD COLUMN pixel_hash TEXT;  -- MD5 of decoded pixels, filled lazily by dupes
+    """,
+    3: """
+    CREATE TABLE vectors (                  -- more vectors per image: other models, copy variants (store/extra.py)
+        image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        kind TEXT NOT NULL,                 -- '' the image itself; 'hflip', 'rot90', 'region:0.5:1:2', ...
+        vector BLOB NOT NULL,               -- float16, L2-normalised
+        PRIMARY KEY (model, image_id, kind)
+    );
+    CREATE INDEX vectors_by_image ON vectors (image_id);
     """,
 }
 
@@ -90,6 +100,7 @@ class Catalog:
         self.conn.execute("PRAGMA busy_timeout = 60000")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")  # deleting an image deletes its other vectors
         self._migrate()
 
     def close(self) -> None:
@@ -141,8 +152,9 @@ class Catalog:
         return int(self.get_meta("epoch", 0))
 
     def _replacing(self, conn: sqlite3.Connection, path: str) -> None:
-        if conn.execute("SELECT 1 FROM images WHERE path = ?", (path,)).fetchone():
+        if row := conn.execute("SELECT id FROM images WHERE path = ?", (path,)).fetchone():
             self._bump_epoch(conn)
+            conn.execute("DELETE FROM vectors WHERE image_id = ?", row)  # new content: its other vectors are stale
 
     def _bump_epoch(self, conn: sqlite3.Connection) -> None:
         conn.execute(
