@@ -31,9 +31,9 @@ DbOption = Annotated[
 ModelOption = Annotated[
     str | None,
     typer.Option("--model", "-m", help="clip (default), siglip, dinov2, dinov2-mean, efficientnet-lite0 (offline), "
-                 "phash, dhash, sscd, sscd-distilled, pdq (copy detection, offline), a Hugging Face id or a local checkpoint "
-                 "folder. `index` takes several: --model clip,sscd (text/semantic search by the first, dupes and "
-                 "copy lookups by the copy model)."),
+                 "phash, dhash, sscd, sscd-distilled, pdq (copy detection, offline), a Hugging Face id or a local "
+                 "checkpoint folder. `index` takes several: --model clip,sscd (text/semantic search by the first, "
+                 "dupes and copy lookups by the copy model)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for several queries).")]
 

@@ -190,9 +190,15 @@ def embedded_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, 
     """Threads decode the next batch while the model embeds this one."""
     for batch in prepare_batches(pool, items, embedder, batch_size, path_of):
         good = [item for item in batch if item.error is None]
-        vectors = iter(embedder.embed_prepared(np.stack([item.array for item in good])) if good else [])
+        vectors = iter(embedder.embed_prepared(stack_prepared([item.array for item in good])) if good else [])
         yield [Embedded(item.key, None, error=item.error) if item.error else
                Embedded(item.key, next(vectors), item.size) for item in batch]
+
+
+def stack_prepared(arrays: list[np.ndarray]):
+    """One array for the model, or the list itself when shapes differ (SSCD keeps each photo's aspect ratio and
+    batches equal shapes itself)."""
+    return np.stack(arrays) if len({a.shape for a in arrays}) == 1 else arrays
 
 
 def embed_files(items: list, embedder: Embedder, batch_size: int = 32, workers: int | None = None,
