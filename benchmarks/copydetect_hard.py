@@ -24,8 +24,14 @@ import numpy as np
 from PIL import Image
 
 from lookalike.copies import QUERY_DIHEDRAL, extra_kinds
-from lookalike.evalcopy import background, best_similarity, build_hard_set, clipart_files, copy_scores, \
-    embed_variants
+from lookalike.evalcopy import (
+    background,
+    best_similarity,
+    build_hard_set,
+    clipart_files,
+    copy_scores,
+    embed_variants,
+)
 from lookalike.evaluate import CopyDetectionSet, _report
 from lookalike.models.registry import load_embedder
 from lookalike.samples import sample_photos

@@ -463,9 +463,15 @@ def eval_copydetect(
     = Path("lookalike-eval"),
     seed: Annotated[int, typer.Option(help="Seed of the generated edits.")] = 0,
     store: Annotated[bool, typer.Option(help="Store the thresholds at 90% precision in the index (--db).")] = False,
+    hard: Annotated[bool, typer.Option(
+        help="Hard set: large originals cut into tiles (sibling tiles are distractors), 4 hard edits each (15 % "
+        "crops, turns, mirror images, screenshots, combos), --distractors copied as references.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Copy detection: accuracy@1/@3, µAP, recall at 90% precision (and its threshold), per-edit accuracy, img/s."""
+    """Copy detection: accuracy@1/@3, µAP, recall at 90% precision (and its threshold), per-edit accuracy, img/s.
+
+    A model may carry copy options: sscd+dihedral (the query's flips and turns), +regions (references as a grid
+    of regions too), +norm (the copy score: similarity normalised by each image's background neighbours)."""
     from lookalike.evaluate import (
         calibrated_thresholds,
         evaluate_model,
@@ -478,6 +484,12 @@ def eval_copydetect(
 
     if disc21:
         dataset = load_disc21_set(*disc21)
+    elif originals is not None and hard:
+        from lookalike.evalcopy import build_hard_set
+        from lookalike.images import scan
+
+        extra = sorted(f.path for f in scan(distractors).files) if distractors else []
+        dataset = build_hard_set(sorted(f.path for f in scan(originals).files), out / "data", extra, seed=seed)
     elif originals is not None:
         chosen = [f.strip() for f in families.split(",")] if families else None
         dataset = generate_copy_detection_set(originals, out / "data", seed=seed, families=chosen,
@@ -488,6 +500,11 @@ def eval_copydetect(
                  f"({sum(t is None for t in dataset.truth)} negatives)", highlight=False)
     reports = []
     for model in [m.strip() for m in models.split(",") if m.strip()]:
+        if "+" in model:
+            from lookalike.evalcopy import evaluate_method
+
+            reports.append(evaluate_method(dataset, model))
+            continue
         reports.append(evaluate_model(dataset, model))
         if verify and model != "md5":
             reports.append(evaluate_model(dataset, model, verify=True))
