@@ -52,7 +52,9 @@ class EmbedActor:
                 heights.append(0)
                 errors.append(str(exc) or type(exc).__name__)
         good = [a for a in arrays if a is not None]
-        vectors = iter(self.embedder.embed_prepared(np.stack(good)) if good else [])
+        from lookalike.indexer import stack_prepared
+
+        vectors = iter(self.embedder.embed_prepared(stack_prepared(good)) if good else [])
         dim = self.embedder.dim
         out = np.stack([next(vectors) if a is not None else np.zeros(dim, np.float32) for a in arrays])
         return {"relpath": np.asarray(batch["relpath"]), "vector": out.astype(np.float32),
