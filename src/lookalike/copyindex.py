@@ -176,3 +176,33 @@ def find_copies(index, images: list, k: int = 10, min_score: float | None = None
         results.append(SearchResult(str(image) if not isinstance(image, bytes) else "<bytes>", matches,
                                     f"copy lookup with {model}"))
     return results
+
+
+BACKGROUND_RANKS = (10, 20)  # copies of an image rank above 10 in practice; 10-20 are its look-alikes
+
+
+def background_scores(searcher, vectors: np.ndarray) -> np.ndarray:
+    """Per vector: the mean similarity of its neighbours ranked 10-20 in the collection (SSCD's background)."""
+    low, high = BACKGROUND_RANKS
+    found = searcher.search(np.asarray(vectors, np.float32), high + 1)
+    scores = np.where(np.isfinite(found.scores) & (found.ids >= 0), found.scores, np.nan)[:, low:high + 1]
+    return np.nan_to_num(np.nanmean(scores, axis=1), nan=0.0) if scores.shape[1] else np.zeros(len(vectors))
+
+
+def copy_score(similarity: float, background_a: float, background_b: float, beta: float = 1.0) -> float:
+    """Similarity minus the pair's mean background: high for copies, near or below zero for look-alikes.
+    (lookalike.evalcopy measures it; its threshold at 90 % precision is in docs/performance.md.)"""
+    return float(similarity - beta * (background_a + background_b) / 2)
+
+
+def attach_copy_scores(groups, ids: np.ndarray, matrix: np.ndarray, searcher) -> None:
+    """Give each duplicate its copy score against its group's keeper (dupes)."""
+    members = [m for group in groups for m in group.members]
+    if not members:
+        return
+    position = {int(image_id): p for p, image_id in enumerate(ids)}
+    rows = [position[m.id] for m in members]
+    background = dict(zip((m.id for m in members), background_scores(searcher, matrix[rows]), strict=True))
+    for group in groups:
+        for member in group.others:
+            member.copy_score = copy_score(member.score, background[group.keeper.id], background[member.id])

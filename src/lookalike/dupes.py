@@ -54,11 +54,13 @@ class Member:
     score: float = 1.0  # cosine similarity to the keeper
     exact: bool = False  # identical decoded pixels to the keeper
     verified: bool | None = None  # local features confirm it (None: not checked)
+    copy_score: float | None = None  # score minus the pair's background similarity (lookalike.copyindex)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "path": self.path, "relative_path": self.relative_path, "score": round(self.score, 6),
-                "exact": self.exact, "verified": self.verified, "width": self.width, "height": self.height,
-                "size": self.size}
+                "exact": self.exact, "verified": self.verified,
+                "copy_score": None if self.copy_score is None else round(self.copy_score, 6),
+                "width": self.width, "height": self.height, "size": self.size}
 
 
 @dataclass
@@ -171,6 +173,9 @@ def find_duplicates(
     result = [_describe(index, ids, matrix, group, details, keep, verified_pairs if verify else None)
               for group in groups.groups()]
     _attach_links(index, ids, groups, result, refused)
+    from lookalike.copyindex import attach_copy_scores
+
+    attach_copy_scores(result, ids, matrix, searcher)
     _mark_exact(index, result, details)
     return sorted(result, key=lambda g: (-len(g.others), g.keeper.relative_path))
 
