@@ -97,14 +97,12 @@ def methods(data: CopyDetectionSet, model: str, v: dict) -> list[dict]:
     refs = {"": (v["ref_owners"], v["ref"])}
     if "reg" in v:
         refs["+regions"] = (v["reg_owners"], v["reg"])
-    own = v["ref"] @ v["ref"].T
-    np.fill_diagonal(own, -np.inf)
     rows = []
     for query_name, queries in variants.items():
         for ref_name, references in refs.items():
             similarity = best_similarity(queries, references)
             for norm in ("", "+norm"):
-                scores = copy_scores(similarity, background(similarity), background(own)) if norm else similarity
+                scores = copy_scores(similarity, background(similarity)) if norm else similarity
                 top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
                 report = _report(model + query_name + ref_name + norm, data, top,
                                  np.take_along_axis(scores, top, axis=1), None)

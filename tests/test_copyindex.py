@@ -56,10 +56,12 @@ def test_dupes_and_copy_lookups_find_turned_and_mirrored_copies(folder, photos, 
         assert {frozenset({"china.jpg", "china_turned.jpg"}), frozenset({"coffee.jpg", "coffee_mirrored.jpg"})} \
             <= pairs
         assert all(len(pair) == 2 for pair in pairs)
+        assert all(m.copy_score > 0.3 for group in find_duplicates(index) for m in group.others)
         w, h = photos["astronaut"].size
         crop = photos["astronaut"].crop((w // 5, h // 5, w // 5 + int(w * 0.55), h // 5 + int(h * 0.55)))
         [result] = index.find_copies([ImageOps.mirror(crop)], k=3)
         assert result.matches[0].relative_path == "astronaut.jpg"
+        assert result.matches[0].copy_score > 0.3 > result.matches[1].copy_score
         (folder / "china_turned.jpg").unlink()
         index.update()
         assert index.info().models["vectors"]["sscd-distilled"] == {"images": 8, "variants": 24}

@@ -22,9 +22,10 @@ def test_best_similarity_takes_the_best_variant_of_both_sides():
 
 def test_copy_score_lowers_images_that_resemble_everything():
     similarity = np.array([[0.9] + [0.8] * 20, [0.9] + [0.1] * 20])  # a flat image vs a distinctive one
-    scores = copy_scores(similarity, background(similarity), np.zeros(21))
+    scores = copy_scores(similarity, background(similarity))
     assert scores[1, 0] > scores[0, 0]
     assert background(similarity)[0] == pytest.approx(0.8)
+    assert background(similarity, (10, 20))[1] == pytest.approx(0.1)
 
 
 def test_hard_set_holds_tiles_negatives_and_distractors(tmp_path, photos):

@@ -27,6 +27,7 @@ class Match:
     path: str  # absolute path (or URL) of the image file
     relative_path: str  # relative to the indexed folder: the catalog's key
     score: float  # cosine similarity in [-1, 1], higher = more similar
+    copy_score: float | None = None  # copy lookups: score minus β × the query's second-best (lookalike.copyindex)
 
     @property
     def percent(self) -> float:
@@ -35,7 +36,8 @@ class Match:
 
     def as_dict(self) -> dict:
         return {"id": self.id, "path": self.path, "relative_path": self.relative_path,
-                "score": round(self.score, 6), "percent": round(self.percent, 2)}
+                "score": round(self.score, 6), "percent": round(self.percent, 2),
+                **({} if self.copy_score is None else {"copy_score": round(self.copy_score, 6)})}
 
 
 @dataclass(frozen=True)

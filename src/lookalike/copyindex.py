@@ -158,6 +158,7 @@ def find_copies(index, images: list, k: int = 10, min_score: float | None = None
     model = copy[0] if copy else index.model_id
     embedder = load_embedder(model)
     per_query = [query_vectors(embedder, open_query_image(image, embedder.draft_size)) for image in images]
+    wanted, k = k, max(k, 2)  # the second-best is the copy score's background
     if copy is not None:
         found = copy[3].search_variants(per_query, k)
     else:  # no copy model or variants stored: the main store, still with the query's variants
@@ -170,39 +171,59 @@ def find_copies(index, images: list, k: int = 10, min_score: float | None = None
     paths = index.catalog.paths_for({int(i) for i in found.ids.ravel() if i >= 0})
     results = []
     for image, ids, scores in zip(images, found.ids, found.scores, strict=True):
-        matches = [Match(int(i), index.source.full_path(paths[int(i)]), paths[int(i)], float(s))
+        background = float(scores[1]) if len(scores) > 1 and np.isfinite(scores[1]) else 0.0
+        matches = [Match(int(i), index.source.full_path(paths[int(i)]), paths[int(i)], float(s),
+                         copy_score(float(s), background))
                    for i, s in zip(ids, scores, strict=True)
-                   if i >= 0 and int(i) in paths and (min_score is None or s >= min_score)]
+                   if i >= 0 and int(i) in paths and (min_score is None or s >= min_score)][:wanted]
         results.append(SearchResult(str(image) if not isinstance(image, bytes) else "<bytes>", matches,
                                     f"copy lookup with {model}"))
     return results
 
 
-BACKGROUND_RANKS = (10, 20)  # copies of an image rank above 10 in practice; 10-20 are its look-alikes
+BETA = 0.75  # measured with lookalike.evalcopy on the hard set (docs/performance.md)
 
 
-def background_scores(searcher, vectors: np.ndarray) -> np.ndarray:
-    """Per vector: the mean similarity of its neighbours ranked 10-20 in the collection (SSCD's background)."""
-    low, high = BACKGROUND_RANKS
-    found = searcher.search(np.asarray(vectors, np.float32), high + 1)
-    scores = np.where(np.isfinite(found.scores) & (found.ids >= 0), found.scores, np.nan)[:, low:high + 1]
-    return np.nan_to_num(np.nanmean(scores, axis=1), nan=0.0) if scores.shape[1] else np.zeros(len(vectors))
+def copy_score(similarity: float, background: float, beta: float = BETA) -> float:
+    """Similarity minus β × the background (the best similarity to anything that is not the match): high for
+    copies, low for look-alikes of many images (SSCD's score normalisation; see lookalike.evalcopy)."""
+    return float(similarity - beta * background)
 
 
-def copy_score(similarity: float, background_a: float, background_b: float, beta: float = 1.0) -> float:
-    """Similarity minus the pair's mean background: high for copies, near or below zero for look-alikes.
-    (lookalike.evalcopy measures it; its threshold at 90 % precision is in docs/performance.md.)"""
-    return float(similarity - beta * (background_a + background_b) / 2)
+def outside_backgrounds(searcher, matrix: np.ndarray, groups: list[list[int]], k: int = 21) -> dict[int, float]:
+    """Position → its best similarity to an image outside its own group (dupes' background)."""
+    positions = [p for group in groups for p in group]
+    found = searcher.search(np.asarray(matrix[positions], np.float32), k)
+    group_of = {p: set(group) for group in groups for p in group}
+    background = {}
+    for position, ids, scores in zip(positions, found.ids, found.scores, strict=True):
+        outside = [float(s) for i, s in zip(ids, scores, strict=True) if i >= 0 and int(i) not in group_of[position]]
+        background[position] = outside[0] if outside else 0.0
+    return background
 
 
 def attach_copy_scores(groups, ids: np.ndarray, matrix: np.ndarray, searcher) -> None:
-    """Give each duplicate its copy score against its group's keeper (dupes)."""
-    members = [m for group in groups for m in group.members]
-    if not members:
+    """Give each duplicate its copy score against its group's keeper: the pair's similarity minus β × the mean
+    of both images' best similarity outside the group."""
+    if not groups:
         return
     position = {int(image_id): p for p, image_id in enumerate(ids)}
-    rows = [position[m.id] for m in members]
-    background = dict(zip((m.id for m in members), background_scores(searcher, matrix[rows]), strict=True))
+    members = [[position[m.id] for m in group.members] for group in groups]
+    background = outside_backgrounds(_ById(searcher, ids), matrix, members)
     for group in groups:
+        keeper = background[position[group.keeper.id]]
         for member in group.others:
-            member.copy_score = copy_score(member.score, background[group.keeper.id], background[member.id])
+            member.copy_score = copy_score(member.score, (keeper + background[position[member.id]]) / 2)
+
+
+class _ById:
+    """A searcher whose answers are turned from image ids into positions of `ids` (sorted)."""
+
+    def __init__(self, searcher, ids: np.ndarray) -> None:
+        self.searcher, self.ids = searcher, ids
+
+    def search(self, queries: np.ndarray, k: int):
+        found = self.searcher.search(queries, k)
+        positions = np.searchsorted(self.ids, found.ids)
+        valid = (found.ids >= 0) & (positions < len(self.ids))
+        return CopyNeighbours(np.where(valid, positions, -1), found.scores)
