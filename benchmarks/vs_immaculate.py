@@ -123,6 +123,23 @@ def main() -> None:
         recall, precision = score(groups, origin)
         print(f"| {tool} | {method} | {len(origin) / seconds:.1f} | {rss:.0f} | {recall:.3f} | {precision:.2f} |",
               flush=True)
+    sweep(args, origin)
+
+
+def sweep(args, origin: dict[str, str]) -> None:
+    """Untimed: lookalike's dupes on the indexes just built, across thresholds (copy score too)."""
+    from lookalike.api import Index
+    from lookalike.dupes import find_duplicates
+
+    print("\n| lookalike method | threshold | recall | precision photo pairs |\n|---|---|---|---|")
+    for method in [m for m in args.lookalike.split(",") if m]:
+        with Index.open(db=args.out / f"index-{method}.db", create=False) as index:
+            for threshold in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85):
+                if method.startswith("pdq"):
+                    threshold = 1 - 2 * round((1 - threshold) * 128) / 256
+                groups = find_duplicates(index, threshold=threshold)
+                recall, precision = score([[m.path for m in g.members] for g in groups], origin)
+                print(f"| {method} | {threshold:.3f} | {recall:.3f} | {precision:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
