@@ -39,6 +39,14 @@ def test_two_models_one_catalog_and_roles(folder):
         assert info["vectors"]["pdq"] == {"images": 9, "variants": 9 * 7}  # PDQ's seven turns and flips
 
 
+def test_pdq_index_stores_its_turns_and_finds_mirrored_copies(folder):
+    with Index.open(folder, model="pdq") as index:
+        assert index.update().embedded == 9
+        assert index.info().models["vectors"]["pdq"] == {"images": 9, "variants": 63}
+        pairs = {frozenset(m.relative_path for m in group.members) for group in find_duplicates(index)}
+        assert frozenset({"coffee.jpg", "coffee_mirrored.jpg"}) in pairs
+
+
 def test_adding_a_model_embeds_only_that_model(folder):
     with Index.open(folder, model="pdq") as index:
         index.update()

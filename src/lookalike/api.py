@@ -288,8 +288,8 @@ class Index:
                                   include_hidden=include_hidden, progress=progress, engine=engine)
             for model_id in index_models(self)[1:]:
                 report.embedded += fill(self, model_id, progress)
-            if copy_extras(self) and copy_model(self) == self.model_id:
-                fill(self, self.model_id, progress)
+            if copy_model(self) == self.model_id and (copy_extras(self) or self.model_id == "pdq"):
+                fill(self, self.model_id, progress)  # files the indexer reused (copies) get their variants
             return report
 
     def search(self, query: str | Query | None = None, *, image=None, text=None, k: int = 10,

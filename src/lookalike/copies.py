@@ -63,9 +63,10 @@ def extra_kinds(model_id: str, extras: tuple[str, ...], scales: tuple[float, ...
                 ) -> tuple[str, ...]:
     """The variant names an index with these `extras` stores for `model_id` (without '')."""
     kinds: list[str] = []
-    if "dihedral" in extras:
-        kinds += ["rot90", "rot180", "rot270", "vflip", "hflip", "transpose", "transverse"] if model_id == "pdq" \
-            else list(STORED_DIHEDRAL)
+    if model_id == "pdq":  # dihedral by design: all seven come with the upright hash, for free
+        kinds += ["rot90", "rot180", "rot270", "vflip", "hflip", "transpose", "transverse"]
+    elif "dihedral" in extras:
+        kinds += list(STORED_DIHEDRAL)
     if "regions" in extras:
         kinds += list(region_boxes(1000, 1000, scales))
     return tuple(kinds)

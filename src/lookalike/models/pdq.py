@@ -59,6 +59,10 @@ class PdqEmbedder(PreparedImageEmbedder):
     def embed_prepared(self, batch) -> np.ndarray:
         return np.asarray([np.asarray(item)[0] for item in batch], dtype=np.float32).reshape(len(batch), BITS)
 
+    def prepared_variants(self, prepared: np.ndarray) -> dict:
+        """The seven turned and flipped hashes, for the indexer to store beside the upright one."""
+        return {"model": self.id, **dict(zip(DIHEDRAL_ORDER[1:], np.asarray(prepared)[1:], strict=True))}
+
     def dihedral_vectors(self, image: Image.Image) -> np.ndarray:
         image = image.convert("RGB")
         if max(image.size) > PREPARE_SIZE:
