@@ -116,8 +116,25 @@ def main() -> None:
     parser.add_argument("--models", default="sscd-distilled,sscd,efficientnet-lite0,pdq")
     parser.add_argument("--clipart", type=int, default=2000)
     parser.add_argument("--regions", default="sscd-distilled", help="models to also run with region grids")
+    parser.add_argument("--subset-clipart", type=int, default=None,
+                        help="evaluate on the originals and only this many of the clip-art references (region grids "
+                        "cost 10 embeddings per reference)")
     args = parser.parse_args()
     data = dataset(args.out, args.clipart)
+    if args.subset_clipart is not None:
+        keep = [p for p in data.references if p.name.startswith("R")]
+        keep += [p for p in data.references if p.name.startswith("D")][:args.subset_clipart]
+        positions = {p: i for i, p in enumerate(data.references)}
+        data = CopyDetectionSet(keep, data.queries, data.truth, data.families)
+        parent, args.out = args.out, args.out / f"subset-{args.subset_clipart}"
+        args.out.mkdir(exist_ok=True)
+        for model in args.models.split(","):  # the parent's vectors, restricted to the kept references
+            if (parent / f"vectors-{model}.npz").exists() and not (args.out / f"vectors-{model}.npz").exists():
+                v = dict(np.load(parent / f"vectors-{model}.npz"))
+                chosen = np.asarray([positions[p] for p in keep])
+                v["ref_owners"], v["ref"] = np.arange(len(chosen)), v["ref"][chosen]
+                v["plain_seconds"] = v["plain_seconds"] * len(chosen) / len(positions)
+                np.savez(args.out / f"vectors-{model}.npz", **v)
     print(f"{len(data.references)} references, {len(data.queries)} queries, "
           f"{sum(t is None for t in data.truth)} negatives")
     print("| method | µAP | acc@1 | recall@90%P | threshold@90%P | crop-15 acc@1 | rotate-90 | flip |")
