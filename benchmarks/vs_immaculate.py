@@ -64,10 +64,16 @@ def build_folder(out: Path, photos: list[Path], clipart: int, seed: int = 0) -> 
     return origin
 
 
+# Immaculate skips images over Pillow's decompression-bomb size (2 clip-arts of 169 Mpx here); lookalike's own
+# guard allows 250 Mpx by default. The same limit for both, or lookalike's RSS measures those two files.
+PIXEL_LIMIT = {"LOOKALIKE_MAX_PIXELS": "89478485"}
+
+
 def run(command: list[str]) -> tuple[list[list[str]], float, float]:
     """(groups, seconds, peak RSS MiB) of a child process."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             env={**os.environ, **PIXEL_LIMIT})
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
@@ -131,6 +137,7 @@ def sweep(args, origin: dict[str, str]) -> None:
     from lookalike.api import Index
     from lookalike.dupes import find_duplicates
 
+    os.environ.update(PIXEL_LIMIT)
     print("\n| lookalike method | threshold | recall | precision photo pairs |\n|---|---|---|---|")
     for method in [m for m in args.lookalike.split(",") if m]:
         with Index.open(db=args.out / f"index-{method}.db", create=False) as index:
