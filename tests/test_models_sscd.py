@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from lookalike.copyindex import query_vectors
+from lookalike.copyindex import copy_score, query_vectors
 from lookalike.models import sscd
 from lookalike.models.registry import COPY_THRESHOLDS, load_embedder
 
@@ -72,7 +72,10 @@ def test_finds_edited_copies_of_real_photos_and_not_sibling_tiles(photos, model_
     for edit, image in edits.items():
         scores = (query_vectors(embedder, image) @ references.T).max(axis=0)
         assert names[int(np.argmax(scores))] == "china", edit
-        assert scores[names.index("china")] >= threshold, (edit, scores)
+        best, second = np.sort(scores)[::-1][:2]
+        assert copy_score(best, second) >= 0.5, (edit, scores)  # far above every look-alike
+        if edit != "crop 30 %":  # a 30 % crop stays below the dupes threshold (0.67 with sscd): found, not grouped
+            assert best >= threshold, (edit, scores)
     w, h = original.size
     left, right = original.crop((0, 0, w // 2, h)), original.crop((w // 2, 0, w, h))
     tiles = embedder.embed_images([left, right])
