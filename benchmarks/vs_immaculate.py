@@ -121,8 +121,9 @@ def main() -> None:
     for method in [m for m in args.lookalike.split(",") if m]:
         model, *extras = method.split("+")
         db = args.out / f"index-{method}.db"
-        db.unlink(missing_ok=True)
-        Path(f"{db}-wal").unlink(missing_ok=True)
+        for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(db.parent / f"{db.stem}.cache", ignore_errors=True)  # a cold start: no search cache either
         runs.append(("lookalike", method, [sys.executable, "-c", LOOKALIKE, folder, model, str(db), *extras]))
     for tool, method, command in runs:
         groups, seconds, rss = run(command)
