@@ -51,8 +51,7 @@ MIGRATIONS: dict[int, str] = {
     """,
     3: """
     CREATE TABLE vectors (                  -- more vectors per image: other models, copy variants (store/extra.py)
-        image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
-        model TEXT NOT NULL,
+        image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE, model TEXT NOT NULL,
         kind TEXT NOT NULL,                 -- '' the image itself; 'hflip', 'rot90', 'region:0.5:1:2', ...
         vector BLOB NOT NULL,               -- float16, L2-normalised
         PRIMARY KEY (model, image_id, kind)
