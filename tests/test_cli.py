@@ -290,3 +290,21 @@ def test_dinov2_checkpoint_folder_as_model(sample_folder, tiny_dino_dir):
     assert info["preprocessing"]["family"] == "dinov2" and info["preprocessing"]["pooling"] == "cls"
     text = run("search", "--text", "a cat", cwd=sample_folder, check=False)
     assert text.returncode == 1 and "images only" in text.stderr
+
+
+def test_copy_model_beside_the_main_model(tmp_path, photos):
+    pytest.importorskip("pdqhash")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coffee", "chelsea", "rocket"):
+        photos[name].save(folder / f"{name}.jpg")
+    photos["coffee"].transpose(0).save(folder / "coffee_mirrored.jpg")  # FLIP_LEFT_RIGHT
+    run("index", folder, "--model", "phash,pdq")
+    info = run("info", cwd=folder)
+    assert "serves dupes and copy lookups" in info.stdout and "pdq" in info.stdout
+    [result] = json_lines(run("search", "--copies", folder / "coffee_mirrored.jpg", "--json", "-k", "2",
+                              cwd=folder).stdout)
+    assert {m["relative_path"] for m in result["results"]} == {"coffee.jpg", "coffee_mirrored.jpg"}
+    groups = json.loads(run("dupes", "--json", cwd=folder).stdout)["groups"]
+    assert [sorted([g["keeper"]["relative_path"], *[d["relative_path"] for d in g["duplicates"]]]) for g in groups] \
+        == [["coffee.jpg", "coffee_mirrored.jpg"]]
