@@ -353,3 +353,21 @@ def test_kill_9_at_20_random_moments_of_index(tmp_path, photos):
         for path, (content_hash, vector) in clean.items():
             assert resumed[path][0] == content_hash and float(resumed[path][1] @ vector) > 0.999
     assert interrupted >= 2  # some kills landed mid-embedding (most land in start-up and model loading)
+
+
+def test_copy_model_beside_the_main_model(tmp_path, photos):
+    pytest.importorskip("pdqhash")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coffee", "chelsea", "rocket"):
+        photos[name].save(folder / f"{name}.jpg")
+    photos["coffee"].transpose(0).save(folder / "coffee_mirrored.jpg")  # FLIP_LEFT_RIGHT
+    run("index", folder, "--model", "phash,pdq")
+    info = run("info", cwd=folder)
+    assert "serves dupes and copy lookups" in info.stdout and "pdq" in info.stdout
+    [result] = json_lines(run("search", "--copies", folder / "coffee_mirrored.jpg", "--json", "-k", "2",
+                              cwd=folder).stdout)
+    assert {m["relative_path"] for m in result["results"]} == {"coffee.jpg", "coffee_mirrored.jpg"}
+    groups = json.loads(run("dupes", "--json", cwd=folder).stdout)["groups"]
+    assert [sorted([g["keeper"]["relative_path"], *[d["relative_path"] for d in g["duplicates"]]]) for g in groups] \
+        == [["coffee.jpg", "coffee_mirrored.jpg"]]

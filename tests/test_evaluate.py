@@ -140,3 +140,16 @@ def test_thresholds_are_stored_in_the_index_and_used_by_dupes(sample_folder):
     idx = lookalike.open(sample_folder, model="phash")
     store_thresholds(idx, {"phash": 0.8})
     assert default_threshold("phash", idx.catalog.get_meta("thresholds")) == 0.8
+
+
+def test_unreadable_original_is_skipped_with_a_warning(tmp_path, photos):
+    from lookalike.evaluate import generate_copy_detection_set
+
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    for name in ("coffee", "chelsea", "rocket"):
+        photos[name].save(originals / f"{name}.jpg")
+    (originals / "empty.jpg").write_bytes(b"")
+    with pytest.warns(UserWarning, match="empty.jpg"):
+        dataset = generate_copy_detection_set(originals, tmp_path / "set", families=["flip"])
+    assert len(dataset.queries) == 3

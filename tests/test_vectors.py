@@ -310,3 +310,17 @@ def test_a_cache_that_cannot_be_written_still_searches(tmp_path, monkeypatch):
     cache = VectorCache(tmp_path / "cache")
     found = cache.load(catalog, 8).search(_unit(20, 8)[3:4], 1)
     assert found.ids[0, 0] == 4 and not list(cache.directory.glob("vectors.*"))  # nothing half-written is left
+
+
+def test_a_cache_left_by_an_earlier_catalog_at_the_same_path_is_not_reused(tmp_path):
+    """A catalog deleted and made anew at the same path restarts its generations: its cache must not be trusted."""
+    for made, seed in ((1.0, 0), (2.0, 1)):
+        (tmp_path / "index.db").unlink(missing_ok=True)
+        catalog = Catalog(tmp_path / "index.db")
+        with catalog.transaction() as conn:
+            catalog.set_meta(conn, created_at=made)
+        vectors = _unit(20, 8, seed=seed)
+        _fill(catalog, vectors)
+        found = VectorCache(tmp_path / "cache").load(catalog, 8).search(vectors[5:6], 1, exact=True)
+        assert found.ids[0, 0] == 6 and found.scores[0, 0] > 0.999  # this catalog's vectors, not the earlier one's
+        catalog.close()

@@ -38,6 +38,7 @@ class Match:
     path: str  # absolute path (or URL) of the image file
     relative_path: str  # relative to the indexed folder: the catalog's key
     score: float  # cosine similarity in [-1, 1], higher = more similar
+    copy_score: float | None = None  # copy lookups: score minus β × the query's second-best (lookalike.copyindex)
 
     @property
     def percent(self) -> float:
@@ -46,7 +47,8 @@ class Match:
 
     def as_dict(self) -> dict:
         return {"id": self.id, "path": self.path, "relative_path": self.relative_path,
-                "score": round(self.score, 6), "percent": round(self.percent, 2)}
+                "score": round(self.score, 6), "percent": round(self.percent, 2),
+                **({} if self.copy_score is None else {"copy_score": round(self.copy_score, 6)})}
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class IndexInfo:
     store: str = "embedded (SQLite + FAISS)"
     search_structure: str = ""  # as of the last search ('' before the first)
     settings: dict = field(default_factory=dict)  # IndexSettings, as stored
+    models: dict | None = None  # what serves what (search, text, dupes and copy lookups), vectors per model
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -151,6 +154,7 @@ class Index:
         reindex: bool = False,
         store: str | None = None,
         memory_budget: str | int | None = None,
+        copy_extras: list[str] | None = None,
     ) -> Index:
         """Open (or create) the index of `folder`, stored in `folder/.lookalike/` unless `db` says otherwise.
 
@@ -159,16 +163,18 @@ class Index:
         """
         db_file, location = _locate(folder, db, create)
         # Load the model before writing anything, so a model that can't load leaves no empty index behind.
-        new_embedder = None if db_file.is_file() else load_embedder(model or DEFAULT_MODEL)
+        main_model = (model or "").split(",")[0].strip() or None  # `--model clip,sscd`: clip is the main model
+        new_embedder = None if db_file.is_file() else load_embedder(main_model or DEFAULT_MODEL)
         if new_embedder is not None:
             assert location is not None  # _locate refuses a new index without a folder
             cls._create_file(db_file, location, new_embedder)
         catalog = Catalog(db_file)
         try:
-            index = cls._from_catalog(db_file, location, catalog, new_embedder or model)
+            index = cls._from_catalog(db_file, location, catalog, new_embedder or main_model)
             if new_embedder is not None and new_embedder.id == index.model_id:
                 index._embedder = new_embedder  # created just now: keep the model loaded for it
             index.configure(store=store, memory_budget=memory_budget)
+            model = index._add_models(model, copy_extras)
             if model is not None and canonical_model_id(model) != index.model_id:
                 if not reindex:
                     raise IndexUnusableError(
@@ -245,6 +251,7 @@ class Index:
         """--reindex: forget every vector and record the new model; the next update embeds everything."""
         embedder = load_embedder(model)
         with writer_lock(self.db_file), self.catalog.transaction() as conn:
+            conn.execute("DELETE FROM vectors")
             conn.execute("DELETE FROM images")
             conn.execute("DELETE FROM skipped")
             self.catalog.set_meta(conn, model=embedder.id, dim=embedder.dim, preprocessing=embedder.preprocessing())
@@ -252,6 +259,29 @@ class Index:
         self.model_id = embedder.id
         self._embedder = embedder
         self._store = None
+
+    def _add_models(self, models: str | None, copy_extras: list[str] | None) -> str | None:
+        """`--model clip,sscd`: the first is the main model (returned, checked by the caller), the others are
+        recorded and embedded by the next update (only them); `copy_extras` (dihedral, regions) likewise."""
+        from lookalike.copies import EXTRAS
+
+        names = [n for n in (models or "").split(",") if n.strip()]
+        recorded = self.catalog.get_meta("models", [])
+        others = [canonical_model_id(n) for n in names[1:]]
+        for extra_id in others:
+            load_embedder(extra_id)  # refuse a model that can't load before recording it
+        wanted = [m for m in others if m != self.model_id and m not in recorded]
+        extras = sorted(set(copy_extras or ()))
+        if bad := [e for e in extras if e not in EXTRAS]:
+            raise IndexUnusableError(f"unknown copy variants {bad}: choose from {', '.join(EXTRAS)}")
+        if wanted or (copy_extras is not None and extras != self.catalog.get_meta("copy_extras", [])):
+            with self.catalog.transaction() as conn:
+                if copy_extras is not None:  # other variants: the copy model's rows are re-made
+                    conn.execute("DELETE FROM vectors")
+                    self.catalog.set_meta(conn, copy_extras=extras)
+                self.catalog.set_meta(conn, models=recorded + wanted)
+                self.catalog.bump(conn)
+        return names[0] if names else None
 
     def close(self) -> None:
         self.catalog.close()
@@ -322,9 +352,16 @@ class Index:
         waits (or, with `wait=False`, raises IndexBusyError)."""
         if not self.source.exists():
             raise IndexUnusableError(f"the indexed folder {self.source.location} is missing; nothing was changed")
+        from lookalike.copyindex import copy_extras, copy_model, fill, index_models
+
         with self._lock, writer_lock(self.db_file, wait=wait, on_wait=on_wait):
-            return update_index(self.catalog, self.source, lambda: self.embedder, batch_size=batch_size,
-                                include_hidden=include_hidden, progress=progress, engine=engine)
+            report = update_index(self.catalog, self.source, lambda: self.embedder, batch_size=batch_size,
+                                  include_hidden=include_hidden, progress=progress, engine=engine)
+            for model_id in index_models(self)[1:]:
+                report.embedded += fill(self, model_id, progress)
+            if copy_model(self) == self.model_id and (copy_extras(self) or self.model_id == "pdq"):
+                fill(self, self.model_id, progress)  # files the indexer reused (copies) get their variants
+            return report
 
     def search(self, query: str | Query | None = None, *, image=None, text=None, k: int = 10,
                min_score: float | None = None, exact: bool = False) -> SearchResult:
@@ -405,6 +442,12 @@ class Index:
         return fused_search(self, make_query(image=image, text=text, query=query), names,
                             image_weight=image_weight, k=k)
 
+    def find_copies(self, images: list, k: int = 10, min_score: float | None = None) -> list[SearchResult]:
+        """Originals of edited copies: the copy model (sscd, pdq, …) with flips, turns and stored variants."""
+        from lookalike.copyindex import find_copies
+
+        return find_copies(self, images, k=k, min_score=min_score)
+
     def read(self, relative_path: str):
         """What `load_image` needs to read an indexed image: a local path, or its bytes from a remote source."""
         return self.source.image_input(relative_path)
@@ -420,9 +463,15 @@ class Index:
             images=self.catalog.count(), skipped=len(self.catalog.skipped()), size_bytes=size,
             created_at=self.catalog.get_meta("created_at"), updated_at=self.catalog.get_meta("updated_at"),
             preprocessing=self.catalog.get_meta("preprocessing", {}),
-            store=settings.store or IndexInfo.store, settings=settings.describe(),
+            store=settings.store or IndexInfo.store, settings=settings.describe(), models=self._models_info(),
             search_structure="" if settings.store else VectorCache(self._cache_dir(), settings).describe(),
         )
+
+    def _models_info(self) -> dict:
+        from lookalike.copyindex import roles
+        from lookalike.store.extra import counts
+
+        return {"serves": roles(self), "vectors": counts(self.catalog)}
 
 
 def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None = None,  # noqa: A001

@@ -32,7 +32,9 @@ DbOption = Annotated[
 ModelOption = Annotated[
     str | None,
     typer.Option("--model", "-m", help="clip (default), siglip, dinov2, dinov2-mean, efficientnet-lite0 (offline), "
-                 "phash, dhash, a Hugging Face id or a local checkpoint folder."),
+                 "phash, dhash, sscd, sscd-distilled, pdq (copy detection, offline), a Hugging Face id or a local "
+                 "checkpoint folder. `index` takes several: --model clip,sscd (text/semantic search by the first, "
+                 "dupes and copy lookups by the copy model)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for several queries).")]
 
@@ -83,6 +85,9 @@ def index(
     model: ModelOption = None,
     db: DbOption = None,
     reindex: Annotated[bool, typer.Option(help="Forget all vectors and embed everything with --model.")] = False,
+    copy_variants: Annotated[str | None, typer.Option(
+        help="Also store, for the copy model (sscd, sscd-distilled, pdq), vectors of flips and turns ('dihedral') "
+        "and/or of a grid of sub-regions ('regions', finds tight crops), comma-separated; 'none' to stop.")] = None,
     include_hidden: Annotated[bool, typer.Option(help="Also index hidden files and folders.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 32,
     store: Annotated[str | None, typer.Option(
@@ -103,8 +108,9 @@ def index(
 
     from lookalike.api import Index
 
+    variants = None if copy_variants is None else [v for v in copy_variants.split(",") if v.strip() not in ("", "none")]
     with Index.open(photos_dir, db=db, model=model, reindex=reindex, store=store,
-                    memory_budget=memory_budget) as idx:
+                    memory_budget=memory_budget, copy_extras=variants) as idx:
         columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                    TimeRemainingColumn())
         with Progress(*columns, console=errors, transient=True, disable=as_json) as bar:
@@ -161,6 +167,9 @@ def search(
     labels_file: Annotated[Path | None, typer.Option(help="CSV with columns path,label for --labels.")] = None,
     image_weight: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="With --labels: weight of the image score (the label gets the rest).")] = 0.5,
+    copies: Annotated[bool, typer.Option(
+        "--copies", help="Copy lookup: find the originals of these (edited) images with the index's copy model, "
+        "their flips and turns.")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -180,7 +189,8 @@ def search(
         if labels or labels_file:
             _print_fused(idx, parsed, labels_file, image_weight, top, as_json)
             return
-        results = idx.search_many(parsed, k=top, min_score=min_score, exact=exact)
+        results = idx.find_copies(queries or [], k=top, min_score=min_score) if copies else \
+            idx.search_many(parsed, k=top, min_score=min_score, exact=exact)
     for result in results:
         if as_json:
             print(json_line(result.as_dict()))
@@ -487,9 +497,15 @@ def eval_copydetect(
     = Path("lookalike-eval"),
     seed: Annotated[int, typer.Option(help="Seed of the generated edits.")] = 0,
     store: Annotated[bool, typer.Option(help="Store the thresholds at 90% precision in the index (--db).")] = False,
+    hard: Annotated[bool, typer.Option(
+        help="Hard set: large originals cut into tiles (sibling tiles are distractors), 4 hard edits each (15 % "
+        "crops, turns, mirror images, screenshots, combos), --distractors copied as references.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Copy detection: accuracy@1/@3, µAP, recall at 90% precision (and its threshold), per-edit accuracy, img/s."""
+    """Copy detection: accuracy@1/@3, µAP, recall at 90% precision (and its threshold), per-edit accuracy, img/s.
+
+    A model may carry copy options: sscd+dihedral (the query's flips and turns), +regions (references as a grid
+    of regions too), +norm (the copy score: similarity normalised by each image's background neighbours)."""
     from lookalike.evaluate import (
         calibrated_thresholds,
         evaluate_model,
@@ -502,6 +518,12 @@ def eval_copydetect(
 
     if disc21:
         dataset = load_disc21_set(*disc21)
+    elif originals is not None and hard:
+        from lookalike.evalcopy import build_hard_set
+        from lookalike.images import scan
+
+        extra = sorted(f.path for f in scan(distractors).files) if distractors else []
+        dataset = build_hard_set(sorted(f.path for f in scan(originals).files), out / "data", extra, seed=seed)
     elif originals is not None:
         chosen = [f.strip() for f in families.split(",")] if families else None
         dataset = generate_copy_detection_set(originals, out / "data", seed=seed, families=chosen,
@@ -512,6 +534,11 @@ def eval_copydetect(
                  f"({sum(t is None for t in dataset.truth)} negatives)", highlight=False)
     reports = []
     for model in [m.strip() for m in models.split(",") if m.strip()]:
+        if "+" in model:
+            from lookalike.evalcopy import evaluate_method
+
+            reports.append(evaluate_method(dataset, model))
+            continue
         reports.append(evaluate_model(dataset, model))
         if verify and model != "md5":
             reports.append(evaluate_model(dataset, model, verify=True))
@@ -593,6 +620,9 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("search structure", details.search_structure or "built at the first search"),
         ("memory budget", details.settings.get("memory_budget") or "none"),
         ("created", when(details.created_at)), ("last update", when(details.updated_at)),
+        *[(f"serves {role}", model) for role, model in (details.models or {}).get("serves", {}).items() if model],
+        *[(f"vectors {model}", f"{n['images']} images, {n['variants']} variants")
+          for model, n in (details.models or {}).get("vectors", {}).items()],
     ]:
         table.add_row(key, str(value))
     console.print(table)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import ImageError, LookalikeError
+from lookalike.models.registry import COPY_THRESHOLDS
 
 # Cosine thresholds above which two images are called near-duplicates, per model (measured on the sample photos
 # and their edited copies for efficientnet-lite0; hashes: 10 differing bits of 64; CLIP/DINOv2 from the
@@ -32,6 +33,7 @@ DEFAULT_THRESHOLDS = {
     "dhash": 1 - 2 * 10 / 64,
     "hf:openai/clip-vit-base-patch32": 0.92,
     "hf:facebook/dinov2-base#cls": 0.75,
+    **COPY_THRESHOLDS,
 }
 FALLBACK_THRESHOLD = 0.90
 RESCUE_FLOOR = 0.30  # with verification, candidates down to this cosine are checked with local features
@@ -52,24 +54,29 @@ class Member:
     score: float = 1.0  # cosine similarity to the keeper
     exact: bool = False  # identical decoded pixels to the keeper
     verified: bool | None = None  # local features confirm it (None: not checked)
+    copy_score: float | None = None  # score minus the pair's background similarity (lookalike.copyindex)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "path": self.path, "relative_path": self.relative_path, "score": round(self.score, 6),
-                "exact": self.exact, "verified": self.verified, "width": self.width, "height": self.height,
-                "size": self.size}
+                "exact": self.exact, "verified": self.verified,
+                "copy_score": None if self.copy_score is None else round(self.copy_score, 6),
+                "width": self.width, "height": self.height, "size": self.size}
 
 
 @dataclass
 class DuplicateGroup:
     keeper: Member
     others: list[Member] = field(default_factory=list)
+    # pairs over the threshold that the group-diameter rule kept apart: (member here, image elsewhere, score)
+    links: list[tuple[str, str, float]] = field(default_factory=list)
 
     @property
     def members(self) -> list[Member]:
         return [self.keeper, *self.others]
 
     def as_dict(self) -> dict:
-        return {"keeper": self.keeper.as_dict(), "duplicates": [m.as_dict() for m in self.others]}
+        return {"keeper": self.keeper.as_dict(), "duplicates": [m.as_dict() for m in self.others],
+                "links": [{"member": a, "other": b, "score": round(s, 6)} for a, b, s in self.links]}
 
 
 def default_threshold(model_id: str, calibrated: dict | None = None) -> float:
@@ -100,8 +107,9 @@ def candidate_pairs(vectors, matrix: np.ndarray, ids: np.ndarray, k: int, floor:
 class _Groups:
     """Union of positions under a complete-linkage constraint checked on the stored vectors."""
 
-    def __init__(self, matrix: np.ndarray) -> None:
+    def __init__(self, matrix: np.ndarray, pair_scores: dict[tuple[int, int], float] | None = None) -> None:
         self.matrix = matrix
+        self.pair_scores = pair_scores or {}  # found through copy variants: may beat the own-vector cosine
         self.group_of: dict[int, list[int]] = {}
 
     def members(self, position: int) -> list[int]:
@@ -112,6 +120,10 @@ class _Groups:
         if group_a is group_b or a in group_b:
             return False
         cross = self.matrix[group_a].astype(np.float32) @ self.matrix[group_b].astype(np.float32).T
+        if self.pair_scores:
+            for i, x in enumerate(group_a):
+                for j, y in enumerate(group_b):
+                    cross[i, j] = max(cross[i, j], self.pair_scores.get((min(x, y), max(x, y)), -1.0))
         if cross.min() < min_score:
             return False
         merged = group_a + group_b
@@ -136,29 +148,62 @@ def find_duplicates(
     for rule in keep:
         if rule not in KEEP_RULES:
             raise LookalikeError(f"unknown keep rule '{rule}': choose from {', '.join(KEEP_RULES)}")
+    model_id, ids, matrix, searcher = _dupes_vectors(index)
     threshold = threshold if threshold is not None else default_threshold(
-        index.model_id, index.catalog.get_meta("thresholds"))
+        model_id, index.catalog.get_meta("thresholds"))
     group_min_score = group_min_score if group_min_score is not None else threshold - 0.05
-    ids, matrix, _ = index.catalog.all_vectors(index.dim)
     if len(ids) < 2:
         return []
     floor = min(threshold, RESCUE_FLOOR) if verify else threshold
     # Rescue candidates are verified one by one, so keep their number small: a few neighbours per image.
-    pairs = candidate_pairs(index.vectors(), matrix, ids, min(k, 5) if verify else k, floor)
+    pairs = candidate_pairs(searcher, matrix, ids, min(k, 5) if verify else k, floor)
     verifier = _Verifier(index, ids) if verify else None
-    groups = _Groups(matrix)
+    groups = _Groups(matrix, {(a, b): s for s, a, b in pairs})
+    refused: list[tuple[float, int, int]] = []
     verified_pairs: dict[tuple[int, int], bool] = {}
     for score, a, b in pairs:
         if verifier is not None and score < SURE_SCORE:
             verified_pairs[(a, b)] = verifier.check(a, b)
             if not verified_pairs[(a, b)]:
                 continue  # unconfirmed rescue candidate, or a pair the local features contradict
-        groups.try_merge(a, b, group_min_score if score >= threshold else min(group_min_score, RESCUE_FLOOR))
+        merged = groups.try_merge(a, b, group_min_score if score >= threshold else min(group_min_score, RESCUE_FLOOR))
+        if not merged and score >= threshold and groups.members(a) is not groups.members(b):
+            refused.append((score, a, b))
     details = index.catalog.details(int(ids[p]) for group in groups.groups() for p in group)
     result = [_describe(index, ids, matrix, group, details, keep, verified_pairs if verify else None)
               for group in groups.groups()]
+    _attach_links(index, ids, groups, result, refused)
+    from lookalike.copyindex import attach_copy_scores
+
+    attach_copy_scores(result, ids, matrix, searcher)
     _mark_exact(index, result, details)
     return sorted(result, key=lambda g: (-len(g.others), g.keeper.relative_path))
+
+
+def _dupes_vectors(index):
+    """(model, ids, own vectors, searcher): the index's copy model with its variants when it has one
+    (lookalike.copyindex), else the main model's vectors and store."""
+    from lookalike.copyindex import copy_vectors
+
+    copy = copy_vectors(index)
+    if copy is not None:
+        return copy
+    ids, matrix, _ = index.catalog.all_vectors(index.dim)
+    return index.model_id, ids, matrix, index.vectors()
+
+
+def _attach_links(index, ids, groups: _Groups, result: list[DuplicateGroup], refused) -> None:
+    """Pairs the group-diameter rule refused are reported as links on the group of one of them, not lost."""
+    if not refused:
+        return
+    by_member = {m.id: group for group in result for m in group.members}
+    paths = index.catalog.paths_for({int(ids[p]) for _, a, b in refused for p in (a, b)})
+    for score, a, b in refused:
+        id_a, id_b = int(ids[a]), int(ids[b])
+        if id_a not in by_member:
+            id_a, id_b = id_b, id_a
+        if id_a in by_member:
+            by_member[id_a].links.append((paths[id_a], paths[id_b], float(score)))
 
 
 class _Verifier:

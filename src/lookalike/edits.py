@@ -69,6 +69,16 @@ def _jitter(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return ImageEnhance.Color(image).enhance(float(rng.uniform(0.5, 1.5)))
 
 
+def _screenshot(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Shown smaller in a window on a grey screen (title bar, margins), then captured."""
+    small = image.resize((max(8, image.width * 2 // 3), max(8, image.height * 2 // 3)), Image.Resampling.BILINEAR)
+    bar = max(12, small.height // 12)
+    canvas = Image.new("RGB", (small.width + small.width // 5, small.height + small.height // 4 + bar), (236, 236, 236))
+    canvas.paste((50, 54, 64), (0, 0, canvas.width, bar))
+    canvas.paste(small, (small.width // 10, bar + small.height // 8))
+    return _jpeg(canvas, 80)
+
+
 EDIT_FAMILIES: dict[str, Edit] = {
     "resaved": lambda im, rng: im.copy(),
     "one-pixel": _one_pixel,
@@ -78,6 +88,7 @@ EDIT_FAMILIES: dict[str, Edit] = {
     "crop-80": lambda im, rng: _crop(im, 0.8, rng),
     "crop-50": lambda im, rng: _crop(im, 0.5, rng),
     "crop-30": lambda im, rng: _crop(im, 0.3, rng),
+    "crop-15": lambda im, rng: _crop(im, 0.15 ** 0.5, rng),  # 15 % of the area
     "rotate-90": lambda im, rng: im.transpose(Image.Transpose.ROTATE_90),
     "rotate-15": lambda im, rng: im.rotate(15, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(0, 0, 0)),
     "flip": lambda im, rng: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
@@ -87,6 +98,8 @@ EDIT_FAMILIES: dict[str, Edit] = {
     "text-overlay": _overlay_text,
     "emoji-overlay": _emoji,
     "border": _border,
+    "screenshot": _screenshot,
+    "mirror-crop": lambda im, rng: _crop(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 0.7, rng),
     "combo": lambda im, rng: _jpeg(_crop(_jitter(im, rng), 0.7, rng).resize(
         (max(8, int(im.width * 0.35)), max(8, int(im.height * 0.35)))), 50),
 }

@@ -11,13 +11,14 @@ import csv
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lookalike.edits import EDIT_FAMILIES
-from lookalike.errors import LookalikeError
+from lookalike.errors import ImageError, LookalikeError
 from lookalike.images import load_image, scan
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -90,7 +91,11 @@ def generate_copy_detection_set(originals: Path, out: Path, seed: int = 0, negat
     (out / "queries").mkdir(exist_ok=True)
     references, queries, truth, query_families = [], [], [], []
     for number, file in enumerate(files):
-        image = load_image(file.path)
+        try:
+            image = load_image(file.path)
+        except ImageError as exc:  # one empty or broken original must not end the evaluation
+            warnings.warn(f"skipped original {file.relpath}: {exc}", stacklevel=2)
+            continue
         name = f"R{number:05d}"
         if number not in held_out:
             reference = out / "references" / f"{name}.png"

@@ -54,6 +54,7 @@ class Embedded:
     vector: np.ndarray | None
     size: tuple[int, int] = (0, 0)
     error: str | None = None
+    variants: dict | None = None  # copy variants the model made on the way (PDQ's turns): kind → vector
 
 
 @dataclass
@@ -193,9 +194,16 @@ def embedded_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, 
     """Threads decode the next batch while the model embeds this one."""
     for batch in prepare_batches(pool, items, embedder, batch_size, path_of):
         good = [item for item in batch if item.error is None]
-        vectors = iter(embedder.embed_prepared(np.stack([item.array for item in good])) if good else [])
+        vectors = iter(embedder.embed_prepared(stack_prepared([item.array for item in good])) if good else [])
+        variants = getattr(embedder, "prepared_variants", lambda array: None)
         yield [Embedded(item.key, None, error=item.error) if item.error else
-               Embedded(item.key, next(vectors), item.size) for item in batch]
+               Embedded(item.key, next(vectors), item.size, variants=variants(item.array)) for item in batch]
+
+
+def stack_prepared(arrays: list[np.ndarray]):
+    """One array for the model, or the list itself when shapes differ (SSCD keeps each photo's aspect ratio and
+    batches equal shapes itself)."""
+    return np.stack(arrays) if len({a.shape for a in arrays}) == 1 else arrays
 
 
 def embed_files(items: Iterable[Item], embedder: Embedder, batch_size: int = 32, workers: int | None = None,
@@ -240,6 +248,11 @@ def _commit_batch(catalog, batch: list[Embedded], known, hashes, report: UpdateR
             file, vector = item.key, item.vector
             catalog.insert(conn, NewImage(file.relpath, file.size, file.mtime_ns, hashes[file],
                                           item.size[0], item.size[1], vector))
+            if item.variants:  # stored with the image, so no second pass decodes it again
+                from lookalike.store import extra
+
+                [image_id] = conn.execute("SELECT id FROM images WHERE path = ?", (file.relpath,)).fetchone()
+                extra.write(conn, image_id, item.variants.pop("model"), {"": vector, **item.variants})
             if file.relpath in known:
                 report.updated += 1
             else:

@@ -22,8 +22,18 @@ ALIASES = {
     "efficientnet-lite0": "efficientnet-lite0",
     "phash": "phash",
     "dhash": "dhash",
+    "sscd": "sscd",
+    "sscd-distilled": "sscd-distilled",
+    "sscd-torchscript": "sscd-torchscript",
+    "pdq": "pdq",
 }
-BUILTIN_IDS = ("efficientnet-lite0", "phash", "dhash")
+BUILTIN_IDS = ("efficientnet-lite0", "phash", "dhash", "sscd", "sscd-distilled", "sscd-torchscript", "pdq")
+# Copy-detection models: `dupes` and copy lookups use one of these when an index holds one. Cosine thresholds
+# measured with benchmarks/vs_immaculate.py (dupes on 1,588 photos, tiles, copies and clip-art, docs/performance.md):
+# sscd-distilled at 0.70 finds 77 % of (copy, original) pairs at 0.80 precision on photo pairs (0.60: 85 % / 0.57;
+# 0.80: 63 % / 0.91; every wrong pair there is two sibling tiles of one photo); the hard retrieval set
+# (benchmarks/copydetect_hard.py) reaches 90 % precision at 0.78. pdq: PDQ's reference 31 differing bits of 256.
+COPY_THRESHOLDS = {"sscd": 0.70, "sscd-distilled": 0.70, "sscd-torchscript": 0.70, "pdq": 1 - 2 * 31 / 256}
 
 _cache: dict[str, Embedder] = {}
 _cache_lock = threading.Lock()
@@ -70,6 +80,18 @@ def _build(model_id: str) -> Embedder:
         from lookalike.models.efficientnet import EfficientNetLiteEmbedder
 
         return EfficientNetLiteEmbedder()
+    if model_id in ("sscd", "sscd-distilled"):
+        from lookalike.models.sscd import SscdOnnxEmbedder
+
+        return SscdOnnxEmbedder(model_id)
+    if model_id == "sscd-torchscript":
+        from lookalike.models.sscd import SscdTorchScriptEmbedder
+
+        return SscdTorchScriptEmbedder()
+    if model_id == "pdq":
+        from lookalike.models.pdq import PdqEmbedder
+
+        return PdqEmbedder()
     if model_id in ("phash", "dhash"):
         from lookalike.models.hashes import PerceptualHashEmbedder
 

@@ -21,7 +21,7 @@ import numpy as np
 from lookalike.errors import IndexUnusableError, NotFoundError
 from lookalike.names import from_db, json_text, to_db
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VECTOR_DTYPE = np.float16  # half the disk and RAM of float32; cosine error ~1e-3, ranking unaffected in practice
 
 # Each entry upgrades the schema from version N-1 to N; append, never edit, so old indexes keep opening.
@@ -49,6 +49,15 @@ MIGRATIONS: dict[int, str] = {
     """,
     2: """
     ALTER TABLE images ADD COLUMN pixel_hash TEXT;  -- MD5 of decoded pixels, filled lazily by dupes
+    """,
+    3: """
+    CREATE TABLE vectors (                  -- more vectors per image: other models, copy variants (store/extra.py)
+        image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE, model TEXT NOT NULL,
+        kind TEXT NOT NULL,                 -- '' the image itself; 'hflip', 'rot90', 'region:0.5:1:2', ...
+        vector BLOB NOT NULL,               -- float16, L2-normalised
+        PRIMARY KEY (model, image_id, kind)
+    );
+    CREATE INDEX vectors_by_image ON vectors (image_id);
     """,
 }
 
@@ -91,6 +100,7 @@ class Catalog:
         self.conn.execute("PRAGMA busy_timeout = 60000")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")  # deleting an image deletes its other vectors
         self._migrate()
 
     def close(self) -> None:
@@ -138,6 +148,11 @@ class Catalog:
             [(key, json.dumps(value)) for key, value in values.items()],
         )
 
+    def identity(self) -> str:
+        """Tells this catalog from another one made later at the same path (whose generations restart at 1), so
+        a derived cache left behind by the first is never taken for the second's."""
+        return str(self.get_meta("created_at", ""))
+
     def generation(self) -> int:
         """Bumped by every write, so caches derived from the catalog know when they are stale."""
         return int(self.get_meta("generation", 0))
@@ -147,8 +162,9 @@ class Catalog:
         return int(self.get_meta("epoch", 0))
 
     def _replacing(self, conn: sqlite3.Connection, path: str) -> None:
-        if conn.execute("SELECT 1 FROM images WHERE path = ?", (to_db(path),)).fetchone():
+        if row := conn.execute("SELECT id FROM images WHERE path = ?", (to_db(path),)).fetchone():
             self._bump_epoch(conn)
+            conn.execute("DELETE FROM vectors WHERE image_id = ?", row)  # new content: its other vectors are stale
 
     def _bump_epoch(self, conn: sqlite3.Connection) -> None:
         conn.execute(

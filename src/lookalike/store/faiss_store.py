@@ -81,7 +81,8 @@ class VectorCache:
         self.rerank_file = self.directory / "vectors.f16.npy"
 
     def load(self, catalog: Catalog, dim: int) -> FaissVectors:
-        cached = self._read()
+        identity = catalog.identity()
+        cached = self._read() if self._state().get("catalog") == identity else None  # another catalog's: ignore
         if cached is not None and cached.generation == catalog.generation():
             return cached
         if structure_for(catalog.count(), dim, self.settings) is IVFPQVectors:
@@ -101,7 +102,7 @@ class VectorCache:
                 built = cached
             else:
                 built = structure.build(ids, vectors, generation, epoch, self.settings)
-        self._write(built)
+        self._write(built, identity)
         return built
 
     def describe(self) -> str:
@@ -180,13 +181,13 @@ class VectorCache:
         return structure(np.split(ids, np.cumsum(sizes)[:-1]), shards, state["generation"], state["epoch"],
                          state["trained_count"], **extra, **state["tuning"])
 
-    def _write(self, vectors: FaissVectors) -> None:
+    def _write(self, vectors: FaissVectors, catalog_identity: str) -> None:
         """Shards and ids go to files named after this build, then the state file that names them is replaced
         (the commit), then the files of earlier builds are removed: a reader or a crash never mixes two builds."""
         build = uuid.uuid4().hex[:12]
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            state = self._write_build(vectors, build)
+            state = {**self._write_build(vectors, build), "catalog": catalog_identity}
             suffix = f".tmp{os.getpid()}"
             Path(str(self.state_file) + suffix).write_text(json.dumps(state))
             os.replace(str(self.state_file) + suffix, self.state_file)

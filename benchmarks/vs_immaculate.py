@@ -1,0 +1,154 @@
+"""lookalike against Immaculate (Rust + ONNX duplicate finder) on the same mixed folder, in one run.
+
+The folder: photos and tiles of large photos (plasma-workspace-wallpapers, scikit-image, scikit-learn), edited
+copies of them (crops, turns, mirror images, screenshots, resizes, re-encodes, overlays), and clip-art
+(openclipart-png). Each tool runs in its own child process from a cold start: index + duplicate groups. Reported:
+images/s (files / wall time), peak RSS of the child (wait4), recall of (copy, original) pairs (both in one
+group), and precision on photo pairs (pairs in a group that involve no clip-art: true when both come from the
+same original).
+
+Immaculate needs Python 3.12:
+    ~/.pyenv/versions/3.12.1/bin/python -m venv /tmp/imm && /tmp/imm/bin/pip install "immaculate[sscd]"
+    python benchmarks/vs_immaculate.py --out /tmp/vs-imm --immaculate-python /tmp/imm/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.edits import EDIT_FAMILIES
+from lookalike.evalcopy import clipart_files, tiles
+from lookalike.images import load_image
+
+EDITS = ("crop-50", "rotate-90", "flip", "screenshot", "resize-25", "jpeg-30", "text-overlay", "border", "blur",
+         "grayscale")
+IMMACULATE = ("import json, sys, immaculate; r = immaculate.find_duplicates(sys.argv[1], method=sys.argv[2]); "
+              "print(json.dumps([[str(p) for p in g] for g in r.exact + r.near]))")
+LOOKALIKE = ("import json, sys; from lookalike.api import Index; from lookalike.dupes import find_duplicates; "
+             "i = Index.open(sys.argv[1], db=sys.argv[3], model=sys.argv[2], copy_extras=sys.argv[4:] or None); "
+             "i.update(); print(json.dumps([[m.path for m in g.members] for g in find_duplicates(i)]))")
+
+
+def build_folder(out: Path, photos: list[Path], clipart: int, seed: int = 0) -> dict[str, str]:
+    """Writes the folder; returns file name → the original it comes from ('' for clip-art)."""
+    rng = np.random.default_rng(seed)
+    folder = out / "folder"
+    folder.mkdir(parents=True, exist_ok=True)
+    origin = {}
+    number = 0
+    for path in photos:
+        image = load_image(path)
+        for part in tiles(image) if image.width >= 1600 else [image]:
+            part.thumbnail((1024, 1024))
+            name = f"o{number:04d}"
+            part.save(folder / f"{name}.jpg", quality=90)
+            origin[f"{name}.jpg"] = name
+            for family in rng.choice(EDITS, 2, replace=False):
+                copy = f"{name}-{family}.jpg"
+                EDIT_FAMILIES[str(family)](part, rng).convert("RGB").save(folder / copy, quality=88)
+                origin[copy] = name
+            number += 1
+    for index, path in enumerate(clipart_files(count=clipart)):
+        shutil.copyfile(path, folder / f"clip{index:05d}.png")
+        origin[f"clip{index:05d}.png"] = ""
+    return origin
+
+
+# Immaculate skips images over Pillow's decompression-bomb size (2 clip-arts of 169 Mpx here); lookalike's own
+# guard allows 250 Mpx by default. The same limit for both, or lookalike's RSS measures those two files.
+PIXEL_LIMIT = {"LOOKALIKE_MAX_PIXELS": "89478485"}
+
+
+def run(command: list[str]) -> tuple[list[list[str]], float, float]:
+    """(groups, seconds, peak RSS MiB) of a child process."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             env={**os.environ, **PIXEL_LIMIT})
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"{command[:3]} failed ({status})")
+    return json.loads(output), seconds, usage.ru_maxrss / 1024
+
+
+def score(groups: list[list[str]], origin: dict[str, str]) -> tuple[float, float]:
+    """(recall of (copy, original) pairs, precision of predicted photo pairs)."""
+    found, photo_pairs, right = set(), 0, 0
+    for group in groups:
+        names = [Path(p).name for p in group]
+        for a, b in itertools.combinations(names, 2):
+            found.add(frozenset((a, b)))
+            if origin.get(a) and origin.get(b):
+                photo_pairs += 1
+                right += origin[a] == origin[b]
+    truth = [frozenset((copy, f"{source}.jpg")) for copy, source in origin.items() if source and "-" in copy]
+    return sum(pair in found for pair in truth) / len(truth), right / max(photo_pairs, 1)
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from copydetect_hard import photo_sources
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("/tmp/vs-immaculate"))
+    parser.add_argument("--clipart", type=int, default=1000)
+    parser.add_argument("--immaculate-python", default="/tmp/imm/bin/python")
+    parser.add_argument("--immaculate", default="pdq,sscd_distilled")
+    parser.add_argument("--lookalike", default="pdq,sscd-distilled,sscd-distilled+dihedral")
+    args = parser.parse_args()
+    origin_file = args.out / "origin.json"
+    if not origin_file.exists():
+        origin_file.parent.mkdir(parents=True, exist_ok=True)
+        origin_file.write_text(json.dumps(build_folder(args.out, photo_sources(args.out / "photos"), args.clipart)))
+    origin = json.loads(origin_file.read_text())
+    folder = str(args.out / "folder")
+    print(f"{len(origin)} files, {sum('-' in n for n in origin)} copies, {sum(not v for v in origin.values())} "
+          "clip-art\n\n| tool | method | img/s | peak RSS MiB | recall (copy, original) | precision photo pairs |\n"
+          "|---|---|---|---|---|---|")
+    runs = [("Immaculate", m, [args.immaculate_python, "-c", IMMACULATE, folder, m])
+            for m in args.immaculate.split(",") if m]
+    for method in [m for m in args.lookalike.split(",") if m]:
+        model, *extras = method.split("+")
+        db = args.out / f"index-{method}.db"
+        for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(db.parent / f"{db.stem}.cache", ignore_errors=True)  # a cold start: no search cache either
+        runs.append(("lookalike", method, [sys.executable, "-c", LOOKALIKE, folder, model, str(db), *extras]))
+    for tool, method, command in runs:
+        groups, seconds, rss = run(command)
+        recall, precision = score(groups, origin)
+        print(f"| {tool} | {method} | {len(origin) / seconds:.1f} | {rss:.0f} | {recall:.3f} | {precision:.2f} |",
+              flush=True)
+    sweep(args, origin)
+
+
+def sweep(args, origin: dict[str, str]) -> None:
+    """Untimed: lookalike's dupes on the indexes just built, across thresholds (copy score too)."""
+    from lookalike.api import Index
+    from lookalike.dupes import find_duplicates
+
+    os.environ.update(PIXEL_LIMIT)
+    print("\n| lookalike method | threshold | recall | precision photo pairs |\n|---|---|---|---|")
+    for method in [m for m in args.lookalike.split(",") if m]:
+        with Index.open(db=args.out / f"index-{method}.db", create=False) as index:
+            for threshold in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85):
+                if method.startswith("pdq"):
+                    threshold = 1 - 2 * round((1 - threshold) * 128) / 256
+                groups = find_duplicates(index, threshold=threshold)
+                recall, precision = score([[m.path for m in g.members] for g in groups], origin)
+                print(f"| {method} | {threshold:.3f} | {recall:.3f} | {precision:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

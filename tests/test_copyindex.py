@@ -1,0 +1,75 @@
+"""Several models in one index and the copy model's lookups, end to end on real photos."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import ImageOps
+
+from lookalike.api import Index
+from lookalike.dupes import find_duplicates
+from lookalike.models import sscd
+
+pytest.importorskip("pdqhash")
+try:
+    sscd.onnx_model_path("sscd-distilled", fetch=False)
+except Exception:  # pragma: no cover - depends on the machine
+    pytest.skip(f"needs `{sscd.INSTALL_HINT}`", allow_module_level=True)
+
+NAMES = ("astronaut", "chelsea", "coffee", "rocket", "china", "flower", "retina")
+
+
+@pytest.fixture
+def folder(tmp_path, photos):
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in NAMES:
+        photos[name].save(root / f"{name}.jpg", quality=92)
+    photos["china"].rotate(90, expand=True).save(root / "china_turned.jpg", quality=85)
+    ImageOps.mirror(photos["coffee"]).save(root / "coffee_mirrored.jpg", quality=85)
+    return root
+
+
+def test_two_models_one_catalog_and_roles(folder):
+    with Index.open(folder, model="pdq,sscd-distilled", copy_extras=["dihedral"]) as index:
+        report = index.update()
+        assert report.embedded == 2 * 9  # each image once per model
+        info = index.info().models
+        assert info["serves"]["search"] == "pdq" and info["serves"]["dupes and copy lookups"] == "pdq"
+        assert info["vectors"]["sscd-distilled"] == {"images": 9, "variants": 0}
+        assert info["vectors"]["pdq"] == {"images": 9, "variants": 9 * 7}  # PDQ's seven turns and flips
+
+
+def test_pdq_index_stores_its_turns_and_finds_mirrored_copies(folder):
+    with Index.open(folder, model="pdq") as index:
+        assert index.update().embedded == 9
+        assert index.info().models["vectors"]["pdq"] == {"images": 9, "variants": 63}
+        pairs = {frozenset(m.relative_path for m in group.members) for group in find_duplicates(index)}
+        assert frozenset({"coffee.jpg", "coffee_mirrored.jpg"}) in pairs
+
+
+def test_adding_a_model_embeds_only_that_model(folder):
+    with Index.open(folder, model="pdq") as index:
+        index.update()
+    with Index.open(folder, model="pdq,sscd-distilled") as index:
+        report = index.update()
+        assert (report.added, report.embedded) == (0, 9)
+        assert index.info().models["serves"]["dupes and copy lookups"] == "pdq"
+        assert index.update().embedded == 0
+
+
+def test_dupes_and_copy_lookups_find_turned_and_mirrored_copies(folder, photos, tmp_path):
+    with Index.open(folder, model="sscd-distilled", copy_extras=["dihedral"]) as index:
+        index.update()
+        pairs = {frozenset(m.relative_path for m in group.members) for group in find_duplicates(index)}
+        assert {frozenset({"china.jpg", "china_turned.jpg"}), frozenset({"coffee.jpg", "coffee_mirrored.jpg"})} \
+            <= pairs
+        assert all(len(pair) == 2 for pair in pairs)
+        assert all(m.copy_score > 0.3 for group in find_duplicates(index) for m in group.others)
+        w, h = photos["astronaut"].size
+        crop = photos["astronaut"].crop((w // 5, h // 5, w // 5 + int(w * 0.55), h // 5 + int(h * 0.55)))
+        [result] = index.find_copies([ImageOps.mirror(crop)], k=3)
+        assert result.matches[0].relative_path == "astronaut.jpg"
+        assert result.matches[0].copy_score > 0.3 > result.matches[1].copy_score
+        (folder / "china_turned.jpg").unlink()
+        index.update()
+        assert index.info().models["vectors"]["sscd-distilled"] == {"images": 8, "variants": 24}
