@@ -30,7 +30,7 @@ def _crop(image: Image.Image, keep: float, rng: np.random.Generator) -> Image.Im
 def _one_pixel(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     edited = image.copy()
     x, y = int(rng.integers(0, image.width)), int(rng.integers(0, image.height))
-    r, g, b = edited.getpixel((x, y))
+    r, g, b = edited.getpixel((x, y))  # type: ignore[misc]  # an RGB image's pixel is a 3-tuple
     edited.putpixel((x, y), (255 - r, 255 - g, 255 - b))
     return edited
 

@@ -56,7 +56,10 @@ def build_hard_set(photos: list[Path], out: Path, clipart: list[Path], seed: int
     held_out = set(rng.choice(len(originals), int(len(originals) * negative_fraction), replace=False).tolist())
     for sub in ("references", "queries"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    references, queries, truth, families = [], [], [], []
+    references: list[Path] = []
+    queries: list[Path] = []
+    truth: list[str | None] = []
+    families: list[str] = []
     for number, image in enumerate(originals):
         name = f"R{number:05d}"
         if number not in held_out:

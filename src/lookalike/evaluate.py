@@ -89,7 +89,10 @@ def generate_copy_detection_set(originals: Path, out: Path, seed: int = 0, negat
     held_out = set(rng.choice(len(files), max(1, int(len(files) * negative_fraction)), replace=False).tolist())
     (out / "references").mkdir(parents=True, exist_ok=True)
     (out / "queries").mkdir(exist_ok=True)
-    references, queries, truth, query_families = [], [], [], []
+    references: list[Path] = []
+    queries: list[Path] = []
+    truth: list[str | None] = []
+    query_families: list[str] = []
     for number, file in enumerate(files):
         try:
             image = load_image(file.path)
@@ -116,8 +119,8 @@ def generate_copy_detection_set(originals: Path, out: Path, seed: int = 0, negat
     with open(out / "ground_truth.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["query_id", "reference_id", "family"])
-        for query, reference, family in zip(queries, truth, query_families, strict=True):
-            writer.writerow([query.stem, reference or "", family])
+        for query, reference_id, family in zip(queries, truth, query_families, strict=True):
+            writer.writerow([query.stem, reference_id or "", family])
     return dataset
 
 
@@ -170,7 +173,7 @@ def _embed(paths: list[Path], embedder) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     vectors = []
     for path, vector, error in embed_files([str(p) for p in paths], embedder):
-        if error is not None:
+        if error is not None or vector is None:
             raise LookalikeError(f"cannot read {path}: {error}")
         vectors.append(vector)
     elapsed = time.perf_counter() - start

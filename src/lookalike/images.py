@@ -16,14 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Generic, TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lookalike.errors import ImageError, ImageTooLargeError
 
-if TYPE_CHECKING:
-    from lookalike.sources import SourceFile
+Listed = TypeVar("Listed")
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
@@ -49,14 +48,14 @@ class ScannedFile:
 
 
 @dataclass
-class ScanResult:
-    files: list[ScannedFile | SourceFile] = field(default_factory=list)  # SourceFile: remote and URL-list sources
+class ScanResult(Generic[Listed]):
+    files: list[Listed] = field(default_factory=list)  # ScannedFile here; SourceFile for remote and URL-list sources
     problems: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
 
 
-def scan(root: str | os.PathLike, include_hidden: bool = False) -> ScanResult:
+def scan(root: str | os.PathLike, include_hidden: bool = False) -> ScanResult[ScannedFile]:
     """List image files below `root`, following symlinks without looping, skipping hidden and junk folders."""
-    result = ScanResult()
+    result: ScanResult[ScannedFile] = ScanResult()
     visited_dirs: set[tuple[int, int]] = set()
     pending: list[tuple[Path, str]] = [(Path(root), "")]
     while pending:

@@ -12,13 +12,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from lookalike.errors import ImageError
 from lookalike.images import ScannedFile, load_image
 from lookalike.models.base import Embedder
+from lookalike.names import to_db
 from lookalike.sources import open_source
 from lookalike.store.catalog import Catalog, NewImage
 
@@ -47,10 +48,10 @@ class UpdateReport:
 
 
 @dataclass
-class Embedded:
+class Embedded(Generic[Item]):
     """One file after the model: its vector, or why it has none."""
 
-    key: object
+    key: Item  # whatever the caller tracks the image by (a ScannedFile, a path)
     vector: np.ndarray | None
     size: tuple[int, int] = (0, 0)
     error: str | None = None
@@ -58,8 +59,8 @@ class Embedded:
 
 
 @dataclass
-class Prepared:
-    key: object  # whatever the caller tracks the image by (a ScannedFile, a path)
+class Prepared(Generic[Item]):
+    key: Item
     array: np.ndarray | None = None
     size: tuple[int, int] = (0, 0)  # original width, height
     error: str | None = None
@@ -103,17 +104,18 @@ def update_index(
     with ThreadPoolExecutor(workers or default_workers()) as pool:
         hashes = dict(zip(candidates, pool.map(lambda f: _digest_or_reason(source, f), candidates), strict=True))
         to_embed = _apply_cheap_changes(catalog, known, gone, candidates, hashes, report)
-        if to_embed and callable(embedder):  # a provider: load the model only when something needs it
-            embedder = embedder()
         total = len(to_embed)
         if progress:
             progress(0, total)
         done = 0
-        if engine is not None and to_embed:  # e.g. RayEngine: embedding elsewhere, committing here
-            batches = engine(to_embed, source, embedder.id)
-        else:
-            batches = embedded_batches(pool, to_embed, embedder, batch_size,
-                                       path_of=lambda f: source.image_input(f.relpath))
+        batches: Iterable[list[Embedded]] = ()
+        if to_embed:  # a model provider is called only now that something needs the model
+            model = embedder if isinstance(embedder, Embedder) else embedder()
+            if engine is not None:  # e.g. RayEngine: embedding elsewhere, committing here
+                batches = engine(to_embed, source, model.id)
+            else:
+                batches = embedded_batches(pool, to_embed, model, batch_size,
+                                           path_of=lambda f: source.image_input(f.relpath))
         for batch in batches:
             _commit_batch(catalog, batch, known, hashes, report)
             done += len(batch)
@@ -143,7 +145,7 @@ def _apply_cheap_changes(catalog, known, gone, candidates, hashes, report) -> li
     """Touches, moves and copies need no model: apply them in one transaction, return what needs embedding."""
     if not candidates:
         return []
-    gone_by_hash = {}
+    gone_by_hash: dict[str, list] = {}
     for row in gone.values():
         gone_by_hash.setdefault(row.content_hash, []).append(row)
     known_by_hash = {row.content_hash: row for row in known.values()}
@@ -193,8 +195,8 @@ def embedded_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, 
                      path_of: Callable = lambda item: item) -> Iterator[list[Embedded]]:
     """Threads decode the next batch while the model embeds this one."""
     for batch in prepare_batches(pool, items, embedder, batch_size, path_of):
-        good = [item for item in batch if item.error is None]
-        vectors = iter(embedder.embed_prepared(stack_prepared([item.array for item in good])) if good else [])
+        arrays = [item.array for item in batch if item.error is None and item.array is not None]
+        vectors = iter(embedder.embed_prepared(stack_prepared(arrays)) if arrays else [])
         variants = getattr(embedder, "prepared_variants", lambda array: None)
         yield [Embedded(item.key, None, error=item.error) if item.error else
                Embedded(item.key, next(vectors), item.size, variants=variants(item.array)) for item in batch]
@@ -240,18 +242,19 @@ def _batches(items: Iterator[Prepared], size: int) -> Iterator[list[Prepared]]:
         yield batch
 
 
-def _commit_batch(catalog, batch: list[Embedded], known, hashes, report: UpdateReport) -> None:
-    good = [item for item in batch if item.error is None]
+def _commit_batch(catalog, batch: list[Embedded[ScannedFile]], known, hashes, report: UpdateReport) -> None:
+    good = [item for item in batch if item.error is None and item.vector is not None]
     report.embedded += len(good)
     with catalog.transaction() as conn:
         for item in good:
             file, vector = item.key, item.vector
+            assert vector is not None
             catalog.insert(conn, NewImage(file.relpath, file.size, file.mtime_ns, hashes[file],
                                           item.size[0], item.size[1], vector))
             if item.variants:  # stored with the image, so no second pass decodes it again
                 from lookalike.store import extra
 
-                [image_id] = conn.execute("SELECT id FROM images WHERE path = ?", (file.relpath,)).fetchone()
+                [image_id] = conn.execute("SELECT id FROM images WHERE path = ?", (to_db(file.relpath),)).fetchone()
                 extra.write(conn, image_id, item.variants.pop("model"), {"": vector, **item.variants})
             if file.relpath in known:
                 report.updated += 1

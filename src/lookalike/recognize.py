@@ -117,7 +117,9 @@ class CategorySet:
             counter += 1
         shutil.copy2(source, target)
         if vector is None:
-            [(_, vector, _)] = list(embed_files([str(target)], self.embedder))
+            [(_, vector, error)] = list(embed_files([str(target)], self.embedder))
+            if vector is None:
+                raise LookalikeError(f"cannot read {target}: {error}")
         category = next(c for c in self.categories if c.name == recognition.label)
         relative = target.relative_to(self.folder).as_posix()
         category.vectors = np.vstack([category.vectors, vector[None]])

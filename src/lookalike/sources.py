@@ -120,7 +120,7 @@ class FsspecSource:
             return False
 
     def scan(self, include_hidden: bool = False) -> ScanResult:
-        result = ScanResult()
+        result: ScanResult[SourceFile] = ScanResult()
         try:
             found = _retrying(lambda: self.fs.find(self.base, detail=True), self.location)
         except OSError as exc:
@@ -211,7 +211,7 @@ class UrlListSource:
         return list(dict.fromkeys(u for u in urls if u and not u.startswith("#")))
 
     def scan(self, include_hidden: bool = False) -> ScanResult:
-        result = ScanResult()
+        result: ScanResult[SourceFile] = ScanResult()
         for url in self._urls():
             if not is_url(url):
                 result.problems.append((url, "not an http(s) URL"))

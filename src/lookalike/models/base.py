@@ -24,10 +24,20 @@ class Embedder(Protocol):
     model on a stacked batch. Splitting the two keeps the model busy while threads decode the next batch.
     """
 
-    id: str  # stored in the index; opening an index with an embedder of another id is refused
-    dim: int
-    modalities: frozenset[str]  # {"image"} or {"image", "text"}
-    draft_size: int | None  # the JPEG decoder may shrink to this size before `prepare`
+    @property
+    def id(self) -> str:
+        """Stored in the index; opening an index with an embedder of another id is refused."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def modalities(self) -> frozenset[str]:
+        """{"image"} or {"image", "text"}."""
+
+    @property
+    def draft_size(self) -> int | None:
+        """The JPEG decoder may shrink to this size before `prepare`."""
 
     def preprocessing(self) -> dict: ...
 
