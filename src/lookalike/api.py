@@ -62,6 +62,7 @@ class IndexInfo:
     preprocessing: dict
     store: str = "embedded (SQLite + FAISS)"
     search_structure: str = ""  # as of the last search ('' before the first)
+    threshold: dict | None = None  # the near-duplicate threshold in use and its source (see thresholds.py)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -185,7 +186,8 @@ class Index:
         with self.catalog.transaction() as conn:
             conn.execute("DELETE FROM images")
             conn.execute("DELETE FROM skipped")
-            self.catalog.set_meta(conn, model=embedder.id, dim=embedder.dim, preprocessing=embedder.preprocessing())
+            self.catalog.set_meta(conn, model=embedder.id, dim=embedder.dim, preprocessing=embedder.preprocessing(),
+                                  thresholds={}, calibration={})  # a calibration belongs to the old vectors
             self.catalog.bump(conn)
         self.model_id = embedder.id
         self._embedder = embedder
@@ -305,8 +307,14 @@ class Index:
             created_at=self.catalog.get_meta("created_at"), updated_at=self.catalog.get_meta("updated_at"),
             preprocessing=self.catalog.get_meta("preprocessing", {}),
             store=self.catalog.get_meta("store") or IndexInfo.store,
-            search_structure=VectorCache(self._cache_dir()).describe(),
+            search_structure=VectorCache(self._cache_dir()).describe(), threshold=self.threshold().as_dict(),
         )
+
+    def threshold(self):
+        """The near-duplicate threshold in use: the model's default or a calibrated one (`ThresholdInfo`)."""
+        from lookalike.thresholds import threshold_info
+
+        return threshold_info(self.model_id, self.catalog)
 
 
 def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None = None,  # noqa: A001

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -232,33 +233,47 @@ def dupes(
     threshold: Annotated[float | None, typer.Option(
         help="Cosine similarity at or above which images are near-duplicates. Default per model: "
         "efficientnet-lite0 0.75, clip 0.92, dinov2 0.75, phash/dhash 0.6875 (10 of 64 bits), others 0.90; "
-        "or the value `lookalike calibrate` stored in the index.")] = None,
+        "or the value `lookalike calibrate` stored in the index (`lookalike info` says which).")] = None,
     group_min_score: Annotated[float | None, typer.Option(
         help="Every pair in a group must be at least this similar (stops chains). Default threshold - 0.05.")] = None,
     verify: Annotated[bool, typer.Option(
-        help="Confirm pairs with local features (ORB + RANSAC) and rescue crops the embedding misses.")] = False,
-    keep: Annotated[str, typer.Option(help="Keeper rules in order: resolution, size, oldest, newest, shortest-path.")]
-    = "resolution,size,oldest",
+        help="Rescue pairs below the threshold that local features (ORB + RANSAC, mirrors too) prove to be "
+        "copies: tight crops, screenshots. Never drops a pair the threshold accepts.")] = False,
+    keep: Annotated[str, typer.Option(help="Keeper rules in order: original (not a crop, framed or overlaid copy "
+                                      "of another member), resolution, quality (JPEG), size, oldest, newest, "
+                                      "shortest-path.")] = "original,resolution,quality,size,oldest",
     against: Annotated[Path | None, typer.Option(
         help="Cross-set mode: list which images of this folder already exist in the index.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the groups as CSV.")] = None,
     html: Annotated[Path | None, typer.Option(help="Write an HTML review page with thumbnails.")] = None,
-    move_to: Annotated[Path | None, typer.Option(help="Move duplicates (not keepers) into this folder.")] = None,
+    move_to: Annotated[Path | None, typer.Option(
+        help="Move duplicates (not keepers) into this trash folder, with an undo manifest.")] = None,
     link_to: Annotated[Path | None, typer.Option(help="Lay out each group as symlinks in this folder.")] = None,
     apply: Annotated[bool, typer.Option("--apply", help="Really move/link; without it, a dry run.")] = False,
+    undo: Annotated[Path | None, typer.Option(
+        help="Put back every file a previous --move-to --apply moved (give its manifest .jsonl).")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Find exact and near-duplicate images, suggest which to keep, and optionally move or link them."""
+    """Find exact and near-duplicate images, suggest which to keep (and why), and optionally move or link them."""
     from lookalike.api import Index
     from lookalike.dupes import apply_actions, find_duplicates, find_in_index, write_csv, write_html_report
 
+    if undo is not None:
+        from lookalike.moves import undo_moves
+
+        for line in undo_moves(undo):
+            errors.print(line, markup=False, highlight=False, soft_wrap=True)
+        return
     with Index.open(db=db, create=False) as idx:
         if against is not None:
             _print_cross_set(find_in_index(idx, against, threshold), as_json)
             return
-        groups = find_duplicates(idx, threshold=threshold, group_min_score=group_min_score, verify=verify,
-                                 keep=[rule.strip() for rule in keep.split(",") if rule.strip()])
+        with _progress(as_json) as progress:
+            groups = find_duplicates(idx, threshold=threshold, group_min_score=group_min_score, verify=verify,
+                                     keep=[rule.strip() for rule in keep.split(",") if rule.strip()],
+                                     progress=progress)
+        used = idx.threshold() if threshold is None else None
         root = idx.root
         if html:
             write_html_report(groups, html, read=idx.read)
@@ -266,24 +281,46 @@ def dupes(
         with open(csv_file, "w", newline="", encoding="utf-8") as out:
             write_csv(groups, out)
     if as_json:
-        print(json.dumps({"groups": [g.as_dict() for g in groups]}, ensure_ascii=False))
+        print(json.dumps({"threshold": used.as_dict() if used else {"value": threshold, "source": "--threshold"},
+                          "groups": [g.as_dict() for g in groups]}, ensure_ascii=False))
     else:
-        for number, group in enumerate(groups, 1):
-            table = Table(title=f"group {number}", title_justify="left", show_edge=False)
-            for column in ("", "score", "exact", "size", "path"):
-                table.add_column(column)
-            for member in group.members:
-                is_keeper = member is group.keeper
-                table.add_row("[green]keep[/]" if is_keeper else "dup", "" if is_keeper else f"{member.score:.4f}",
-                              "" if is_keeper else ("yes" if member.exact else ""),
-                              f"{member.width}x{member.height}", escape(member.relative_path))
-            console.print(table)
-        duplicates = sum(len(g.others) for g in groups)
-        console.print(f"{len(groups)} groups, {duplicates} duplicates", highlight=False)
+        _print_groups(groups, used.describe() if used else f"{threshold} (--threshold)")
     if move_to or link_to:
         actions = apply_actions(groups, root, move_to=move_to, link_to=link_to, dry_run=not apply)
         for line in actions:
             errors.print(("" if apply else "[dry run] ") + line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_groups(groups: list, threshold: str) -> None:
+    for number, group in enumerate(groups, 1):
+        table = Table(title=f"group {number} · kept: {escape(group.reason)}", title_justify="left", show_edge=False)
+        for column in ("", "cosine", "exact", "size", "path", "what"):
+            table.add_column(column)
+        for member in group.members:
+            is_keeper = member is group.keeper
+            table.add_row("[green]keep[/]" if is_keeper else "dup", "" if is_keeper else f"{member.score:.4f}",
+                          "" if is_keeper else ("yes" if member.exact else ""), f"{member.width}x{member.height}",
+                          escape(member.relative_path), escape(member.note))
+        console.print(table)
+    duplicates = sum(len(g.others) for g in groups)
+    console.print(f"{len(groups)} groups, {duplicates} duplicates; threshold {threshold}", highlight=False)
+
+
+@contextlib.contextmanager
+def _progress(disable: bool = False):
+    """A Rich progress bar on stderr; yields `update(done, total, what)` for the library's callbacks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True, disable=disable) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(done: int, total: int, what: str = "working") -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        yield update
 
 
 def _print_cross_set(found: list, as_json: bool) -> None:
@@ -449,13 +486,16 @@ def eval_copydetect(
     = False,
     disc21: Annotated[tuple[Path, Path, Path] | None, typer.Option(
         help="Use an existing data set instead: QUERIES_DIR REFERENCES_DIR GROUND_TRUTH_CSV.")] = None,
-    out: Annotated[Path, typer.Option(help="Where the data set, report.md/json and plots go.")]
-    = Path("lookalike-eval"),
+    out: Annotated[Path, typer.Option(help="Where report.md/json and the plots go.")] = Path("lookalike-eval"),
+    keep_data: Annotated[bool, typer.Option(help="Keep the generated data set in OUT/data (default: a temporary "
+                                            "folder, removed at the end).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the generated edits.")] = 0,
     store: Annotated[bool, typer.Option(help="Store the thresholds at 90% precision in the index (--db).")] = False,
     db: DbOption = None,
 ) -> None:
     """Copy detection: accuracy@1/@3, µAP, recall at 90% precision (and its threshold), per-edit accuracy, img/s."""
+    import tempfile
+
     from lookalike.evaluate import (
         calibrated_thresholds,
         evaluate_model,
@@ -465,22 +505,33 @@ def eval_copydetect(
         store_thresholds,
         write_outputs,
     )
+    from lookalike.moves import mark_output_folder
 
+    mark_output_folder(out)  # never indexed, even when written inside a photo folder
+    data = None
     if disc21:
         dataset = load_disc21_set(*disc21)
     elif originals is not None:
         chosen = [f.strip() for f in families.split(",")] if families else None
-        dataset = generate_copy_detection_set(originals, out / "data", seed=seed, families=chosen,
-                                              distractors=distractors)
+        data = out / "data" if keep_data else Path(tempfile.mkdtemp(prefix="lookalike-eval-"))
+        dataset = generate_copy_detection_set(originals, data, seed=seed, families=chosen, distractors=distractors)
     else:
         raise LookalikeError("give ORIGINALS_DIR, or --disc21 QUERIES REFERENCES GROUND_TRUTH")
     errors.print(f"{len(dataset.references)} references, {len(dataset.queries)} queries "
                  f"({sum(t is None for t in dataset.truth)} negatives)", highlight=False)
     reports = []
-    for model in [m.strip() for m in models.split(",") if m.strip()]:
-        reports.append(evaluate_model(dataset, model))
-        if verify and model != "md5":
-            reports.append(evaluate_model(dataset, model, verify=True))
+    try:
+        for model in [m.strip() for m in models.split(",") if m.strip()]:
+            with errors.status(f"evaluating {model} on {len(dataset.queries)} queries…"):
+                reports.append(evaluate_model(dataset, model))
+            if verify and model != "md5":
+                with errors.status(f"evaluating {model} + verification…"):
+                    reports.append(evaluate_model(dataset, model, verify=True))
+    finally:
+        if data is not None and not keep_data:
+            import shutil
+
+            shutil.rmtree(data, ignore_errors=True)
     write_outputs(reports, out)
     console.print(markdown_table(reports), markup=False, highlight=False)
     errors.print(f"report: {out / 'report.md'}, {out / 'report.json'}, plots in {out}", highlight=False)
@@ -522,17 +573,45 @@ def eval_retrieval(
 
 @app.command()
 def calibrate(
-    originals: Annotated[Path, typer.Argument(help="Folder of original images representative of yours.")],
-    out: Annotated[Path, typer.Option(help="Where the generated data set and report go.")] = Path("lookalike-eval"),
+    originals: Annotated[Path | None, typer.Argument(help="Folder of original images representative of yours.")]
+    = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Forget the calibrated threshold: back to the model's "
+                                        "default.")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the generated data set (in a temporary folder, "
+                                       "printed at the end).")] = False,
     db: DbOption = None,
 ) -> None:
-    """Measure the index model's threshold at 90% precision on edited copies and store it in the index."""
+    """Measure the index model's threshold at 90% precision on edited copies and store it in the index.
+
+    The edited copies are written to a temporary folder (removed unless --keep), never next to your photos. A
+    threshold that would call two of the originals duplicates of each other is refused."""
+    import shutil
+    import tempfile
+
     from lookalike.api import Index
+    from lookalike.thresholds import calibrate as measure
+    from lookalike.thresholds import reset_calibration
 
     with Index.open(db=db, create=False) as idx:
-        model = idx.model_id
-    eval_copydetect(originals, models=model, distractors=None, families=None, verify=False, disc21=None, out=out,
-                    seed=0, store=True, db=db)
+        if reset:
+            had = reset_calibration(idx.catalog, idx.model_id)
+            errors.print(("forgot the calibrated threshold; " if had else "no calibrated threshold was stored; ")
+                         + f"dupes uses {idx.threshold().describe()}", highlight=False)
+            return
+        if originals is None:
+            raise LookalikeError("give ORIGINALS_DIR to calibrate on, or --reset")
+        workdir = Path(tempfile.mkdtemp(prefix="lookalike-calibrate-"))
+        try:
+            with errors.status(f"calibrating {idx.model_id}: editing copies of {originals} and embedding them…"):
+                used, report = measure(idx, originals, workdir)
+        finally:
+            if not keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+    console.print(f"recall at 90% precision {report.recall_at_90_precision:.3f}, µAP {report.micro_ap:.3f}",
+                  highlight=False)
+    console.print(f"stored threshold {used.describe()}", highlight=False)
+    if keep:
+        errors.print(f"data set kept in {workdir}", highlight=False)
 
 
 @app.command()
@@ -558,6 +637,7 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("size on disk", f"{details.size_bytes / 1e6:.2f} MB"), ("vector store", details.store),
         ("search structure", details.search_structure or "built at the first search"),
         ("created", when(details.created_at)), ("last update", when(details.updated_at)),
+        ("dupes threshold", details.threshold["description"] if details.threshold else ""),
     ]:
         table.add_row(key, str(value))
     console.print(table)

@@ -70,7 +70,7 @@ def scan(root: str | os.PathLike, include_hidden: bool = False) -> ScanResult:
                 continue
             try:
                 if entry.is_dir(follow_symlinks=True):
-                    if entry.name not in JUNK_DIRS:
+                    if entry.name not in JUNK_DIRS and not is_output_folder(entry.path):
                         subdirs.append((Path(entry.path), rel + "/"))
                     continue
                 if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
@@ -86,6 +86,13 @@ def scan(root: str | os.PathLike, include_hidden: bool = False) -> ScanResult:
                 result.files.append(ScannedFile(rel, Path(entry.path), st.st_size, st.st_mtime_ns))
         pending.extend(reversed(subdirs))  # depth-first, in name order
     return result
+
+
+def is_output_folder(path: str | os.PathLike) -> bool:
+    """Folders lookalike wrote (moved duplicates, reports, evaluation sets) carry a marker: never indexed."""
+    from lookalike.moves import OUTPUT_MARKER
+
+    return os.path.exists(os.path.join(path, OUTPUT_MARKER))
 
 
 def _os_reason(exc: OSError) -> str:
