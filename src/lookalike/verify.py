@@ -26,6 +26,7 @@ from PIL import Image
 
 from lookalike.errors import LookalikeError
 
+LOW_TEXTURE = 500  # fewer ORB keypoints than this at the default corner threshold: detect again, more finely
 MAX_SIDE = 800  # features on a bounded-size copy: fast, and enough detail for copy detection
 MIN_INLIERS = 40  # enough for any photo with its 1500 keypoints...
 MIN_INLIERS_FLOOR = 12  # ...scaled down to 5 % of the keypoints of small images, never below this
@@ -144,6 +145,8 @@ def extract_features(image: Image.Image, n_features: int = 1500) -> Features:
 def _extract(gray: np.ndarray, size: tuple[int, int], n_features: int) -> Features:
     cv2 = _cv2()
     keypoints, descriptors = cv2.ORB_create(nfeatures=n_features).detectAndCompute(gray, None)
+    if len(keypoints) < LOW_TEXTURE:  # soft, low-contrast pictures: a lower corner threshold finds enough
+        keypoints, descriptors = cv2.ORB_create(nfeatures=n_features, fastThreshold=5).detectAndCompute(gray, None)
     scale = np.array([size[0] / gray.shape[1], size[1] / gray.shape[0]], np.float32)
     points = np.float32([kp.pt for kp in keypoints]) * scale if keypoints else np.zeros((0, 2), np.float32)
     return Features(points, descriptors, size, gray, n_features)
