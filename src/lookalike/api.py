@@ -27,6 +27,7 @@ class Match:
     path: str  # absolute path (or URL) of the image file
     relative_path: str  # relative to the indexed folder: the catalog's key
     score: float  # cosine similarity in [-1, 1], higher = more similar
+    verification: dict | None = None  # with verify=True: {"verified", "inliers", "mirrored", "region", ...}
 
     @property
     def percent(self) -> float:
@@ -34,8 +35,11 @@ class Match:
         return (self.score + 1) * 50
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "path": self.path, "relative_path": self.relative_path,
-                "score": round(self.score, 6), "percent": round(self.percent, 2)}
+        found = {"id": self.id, "path": self.path, "relative_path": self.relative_path,
+                 "score": round(self.score, 6), "percent": round(self.percent, 2)}
+        if self.verification is not None:
+            found["verification"] = self.verification
+        return found
 
 
 @dataclass(frozen=True)
@@ -258,17 +262,25 @@ class Index:
                                 include_hidden=include_hidden, progress=progress, engine=engine)
 
     def search(self, query: str | Query | None = None, *, image=None, text=None, k: int = 10,
-               min_score: float | None = None, exact: bool = False) -> SearchResult:
+               min_score: float | None = None, exact: bool = False, verify: bool = False) -> SearchResult:
         """Top-k images for a query: an image (path, URL, bytes, PIL), a text, or a query expression.
 
         Large collections are searched approximately (PQ fast-scan + float16 re-ranking); `exact=True` forces an
-        exhaustive search."""
+        exhaustive search. `verify=True` checks a wider pool with local features and puts proven copies of the
+        query image first (see `lookalike.rerank`)."""
         query = make_query(image=image, text=text, query=query)
-        return self.search_many([query], k=k, min_score=min_score, exact=exact)[0]
+        return self.search_many([query], k=k, min_score=min_score, exact=exact, verify=verify)[0]
 
     def search_many(self, queries: list[Query], k: int = 10, min_score: float | None = None,
-                    exact: bool = False) -> list[SearchResult]:
+                    exact: bool = False, verify: bool = False) -> list[SearchResult]:
         import numpy as np
+
+        from lookalike.errors import QueryError
+
+        if k < 1:
+            raise QueryError(f"k must be at least 1 (got {k})")
+        if verify:
+            return [self._verified_search(query, k, min_score, exact) for query in queries]
 
         for query in queries:
             if "text" in query.modalities and "text" not in self.embedder.modalities:
@@ -293,6 +305,16 @@ class Index:
             ]
             results.append(SearchResult(label, matches, neighbours.method))
         return results
+
+    def _verified_search(self, query: Query, k: int, min_score: float | None, exact: bool) -> SearchResult:
+        from lookalike.errors import QueryError
+        from lookalike.rerank import pool_size, query_image_of, verify_matches
+
+        image = query_image_of(query)
+        if image is None:
+            raise QueryError(f"--verify needs a query with exactly one image ({query.label!r} has none or several)")
+        [found] = self.search_many([query], k=pool_size(k), min_score=min_score, exact=exact)
+        return SearchResult(found.query, verify_matches(self, image, found.matches, k), found.method + "+verify")
 
     def read(self, relative_path: str):
         """What `load_image` needs to read an indexed image: a local path, or its bytes from a remote source."""
@@ -323,8 +345,9 @@ def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None =
     return Index.open(folder, db=db, model=model, create=create)
 
 
-def compare(a, b, model: str = DEFAULT_MODEL):
-    """Similarity of two images under a model, beside the classic hash answers (see `lookalike.compare`)."""
+def compare(a, b, model: str = DEFAULT_MODEL, verify: bool = False):
+    """Similarity of two images under a model, beside the classic hash answers (see `lookalike.compare`);
+    `verify=True` adds the local-feature check and where one image sits in the other."""
     from lookalike.compare import compare_images
 
-    return compare_images(a, b, load_embedder(model))
+    return compare_images(a, b, load_embedder(model), verify=verify)

@@ -241,7 +241,8 @@ def _describe(index, ids, matrix, group, details, keep, images: _Images, verify:
         members, keep,
         image_of=(lambda m: images.image(position_of[m.id])) if analyse else None,
         verify_of=(lambda m, n: images.verify(position_of[m.id], position_of[n.id])) if analyse else None)
-    keeper, rest = ordered[0], ordered[1:]
+    keeper, reason = _oldest_twin(ordered, reason, lambda m: images.image(position_of[m.id]))
+    rest = [m for m in ordered if m is not keeper]
     for member in rest:
         score = matrix[position_of[member.id]].astype(np.float32) @ matrix[position_of[keeper.id]].astype(np.float32)
         member.score = float(np.clip(score, -1.0, 1.0))
@@ -253,6 +254,24 @@ def _describe(index, ids, matrix, group, details, keep, images: _Images, verify:
                 member.region = {"in": member.relative_path if region["in"] == "a" else keeper.relative_path,
                                  "quad": region["quad"]}
     return DuplicateGroup(keeper, sorted(rest, key=lambda m: -m.score), reason)
+
+
+def _oldest_twin(ordered: list[Member], reason: str, image_of) -> tuple[Member, str]:
+    """Among files with the keeper's very pixels (copies, metadata edits: their size says nothing about
+    quality), keep the oldest, then the one with the shortest path."""
+    from lookalike.compare import pixel_md5
+
+    keeper = ordered[0]
+    same_size = [m for m in ordered[1:] if (m.width, m.height) == (keeper.width, keeper.height)]
+    if not same_size or image_of(keeper) is None:
+        return keeper, reason
+    pixels = pixel_md5(image_of(keeper))
+    twins = [keeper, *(m for m in same_size if image_of(m) is not None and pixel_md5(image_of(m)) == pixels)]
+    if len(twins) == 1:
+        return keeper, reason
+    oldest = min(twins, key=lambda m: (m.mtime_ns, m.relative_path.count("/"), len(m.relative_path),
+                                       m.relative_path))
+    return oldest, f"{reason}; the oldest of {len(twins)} files with identical pixels"
 
 
 def keeper_key(member: Member, keep: Sequence[str]) -> tuple:

@@ -76,12 +76,13 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
             match.pop("path")  # server paths are not the client's business
         return payload
 
-    def search(k: int, min_score: float | None, image=None, text: str | None = None, exact: bool = False) -> dict:
+    def search(k: int, min_score: float | None, image=None, text: str | None = None, exact: bool = False,
+               verify: bool = False) -> dict:
         from lookalike.search import make_query
 
         query = make_query(image=image, text=[text] if text else None)
         with lock:
-            return results(index.search_many([query], k=k, min_score=min_score, exact=exact)[0])
+            return results(index.search_many([query], k=k, min_score=min_score, exact=exact, verify=verify)[0])
 
     @app.get("/api/health")
     def health() -> dict:
@@ -99,10 +100,12 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
     @app.post("/api/search/image", dependencies=api)
     async def search_image(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=500)] = 20,
                            min_score: Annotated[float | None, Form()] = None,
-                           text: Annotated[str | None, Form()] = None) -> dict:
-        """Search by an uploaded image (optionally mixed with text terms, e.g. '-night')."""
+                           text: Annotated[str | None, Form()] = None,
+                           verify: Annotated[bool, Form()] = False) -> dict:
+        """Search by an uploaded image (optionally mixed with text terms, e.g. '-night'); `verify` puts copies
+        proven by local features first, with the region they cover."""
         image = decode(await read_upload(file))
-        result = search(k, min_score, image=image, text=text)
+        result = search(k, min_score, image=image, text=text, verify=verify)
         result["query"] = file.filename or "upload"
         return result
 
@@ -113,9 +116,9 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
 
     @app.get("/api/search/url", dependencies=api)
     def search_url(url: Annotated[str, Query(max_length=4000)], k: Annotated[int, Query(ge=1, le=500)] = 20,
-                   min_score: float | None = None) -> dict:
+                   min_score: float | None = None, verify: bool = False) -> dict:
         image = decode(fetch_url(url, upload_limit, allow_private=allow_private_urls))
-        result = search(k, min_score, image=image)
+        result = search(k, min_score, image=image, verify=verify)
         result["query"] = url
         return result
 
