@@ -59,7 +59,10 @@ def test_several_queries_give_one_json_line_each_and_a_table_otherwise(indexed):
     assert [line["results"][0]["relative_path"] for line in lines] == ["rocket.png", "moon.png"]
     assert lines[0]["results"][0]["score"] == pytest.approx(1.0, abs=2e-3)
     table = run("search", "rocket.png", "-k", "3", cwd=indexed).stdout
-    assert "cosine" in table and "match %" in table and "rocket.png" in table and "100.0%" in table
+    assert "cosine" in table and "rocket.png" in table and "1.0000" in table and "%" not in table
+    assert table.index("not matches from here") > table.index("rocket.png")  # the break after the one match
+    paths = run("search", "rocket.png", "-k", "3", "--paths", cwd=indexed).stdout.splitlines()
+    assert len(paths) == 3 and paths[0] == str(indexed / "rocket.png")
 
 
 def test_rerun_summary_and_info(indexed, photos):

@@ -87,6 +87,8 @@ def resolve_db(db: str | os.PathLike | None) -> Path:
     path = Path(db).expanduser()
     if path.suffix in (".db", ".sqlite", ".sqlite3") or path.is_file():
         return path.resolve()
+    if not (path / DB_FILENAME).is_file() and (path / INDEX_DIRNAME / DB_FILENAME).is_file():
+        return (path / INDEX_DIRNAME / DB_FILENAME).resolve()  # --db PHOTOS_DIR: the index inside it
     return (path / DB_FILENAME).resolve()
 
 

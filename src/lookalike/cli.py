@@ -37,11 +37,24 @@ ModelOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for several queries).")]
 
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"lookalike {version('lookalike')}")
+        except PackageNotFoundError:
+            print("lookalike (not installed: running from a source tree)")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
     runtime: Annotated[str, typer.Option(
         envvar="LOOKALIKE_RUNTIME", help="Image-model runtime: auto (fastest that keeps cosine ≥ 0.99 to fp32), "
         "torch, bf16, onnx, onnx-int8.")] = "auto",
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     import os
 
@@ -393,6 +406,9 @@ def recognize(
     """Which labelled category does each image belong to? Best category, score, runner-up, or 'unknown'."""
     from lookalike.recognize import load_categories
 
+    for path in queries:
+        if path.is_dir():
+            raise LookalikeError(f"{path} is a folder, not an image: give the images in it (e.g. {path}/*.jpg)")
     category_set = load_categories(categories, _embedder_for(model, db))
     results = category_set.recognize(queries, threshold=threshold)
     table = Table(show_edge=False)

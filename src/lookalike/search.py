@@ -122,7 +122,8 @@ def query_vector(embedder: Embedder, query: Query) -> np.ndarray:
         vectors = embedder.embed_texts([term.value for term in texts])
         total += sum(term.weight * vector for term, vector in zip(texts, vectors, strict=True))
     if images:
-        decoded = [_open(term.value) for term in images]
+        # The indexer's decode exactly (JPEG draft size included), so an indexed file is its own first hit at 1.0.
+        decoded = [_open(term.value, embedder.draft_size) for term in images]
         vectors = embedder.embed_images(decoded)
         total += sum(term.weight * vector for term, vector in zip(images, vectors, strict=True))
     if np.linalg.norm(total) < 1e-6:
@@ -130,10 +131,10 @@ def query_vector(embedder: Embedder, query: Query) -> np.ndarray:
     return l2_normalize(total)
 
 
-def _open(value) -> Image.Image:
+def _open(value, draft_size: int | None = None) -> Image.Image:
     if isinstance(value, str):
         value = os.path.expanduser(value)
-    return open_query_image(value)
+    return open_query_image(value, draft_size)
 
 
 def break_point(scores: list[float], threshold: float | None = None, min_gap: float = 0.1) -> tuple[int, str] | None:
