@@ -460,10 +460,13 @@ def cluster(
 
     with Index.open(db=db, create=False) as idx:
         ids, matrix, _ = idx.catalog.all_vectors(idx.dim)
-        clustering = cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
+        with errors.status(f"clustering {len(ids)} images" + ("" if k else " (choosing k by silhouette)") + "…"):
+            clustering = cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size,
+                                         seed=seed)
         entries = rows(idx, clustering)
         if html:
-            contact_sheet(entries, html, read=idx.read)
+            with errors.status("writing the contact sheet…"):
+                contact_sheet(entries, html, read=idx.read)
     if csv_file:
         with open(csv_file, "w", newline="", encoding="utf-8") as out:
             writer = csv.DictWriter(out, fieldnames=["id", "cluster", "relative_path", "path"])
