@@ -270,7 +270,9 @@ def test_eval_and_calibrate_commands(indexed, tmp_path, photos):
               "--out", tmp_path / "eval")
     assert "| phash |" in out.stdout and "| md5 | 0.000 |" in out.stdout
     assert (tmp_path / "eval" / "report.json").exists()
-    run("calibrate", originals, "--out", tmp_path / "cal", cwd=indexed)
+    assert not (tmp_path / "eval" / "data").exists()  # the generated data set went to a temporary folder
+    assert (tmp_path / "eval" / ".lookalike-output").exists()  # never indexed
+    run("calibrate", originals, cwd=indexed)
     info = sqlite3.connect(indexed / ".lookalike" / "index.db").execute(
         "SELECT value FROM meta WHERE key = 'thresholds'").fetchone()
     assert "efficientnet-lite0" in json.loads(info[0])
