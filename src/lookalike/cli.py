@@ -555,7 +555,6 @@ def eval_copydetect(
 
     from lookalike.evaluate import (
         calibrated_thresholds,
-        evaluate_model,
         generate_copy_detection_set,
         load_disc21_set,
         markdown_table,
@@ -576,14 +575,8 @@ def eval_copydetect(
         raise LookalikeError("give ORIGINALS_DIR, or --disc21 QUERIES REFERENCES GROUND_TRUTH")
     errors.print(f"{len(dataset.references)} references, {len(dataset.queries)} queries "
                  f"({sum(t is None for t in dataset.truth)} negatives)", highlight=False)
-    reports = []
     try:
-        for model in [m.strip() for m in models.split(",") if m.strip()]:
-            with errors.status(f"evaluating {model} on {len(dataset.queries)} queries…"):
-                reports.append(evaluate_model(dataset, model))
-            if verify and model != "md5":
-                with errors.status(f"evaluating {model} + verification…"):
-                    reports.append(evaluate_model(dataset, model, verify=True))
+        reports = _evaluate_models(dataset, models, verify)
     finally:
         if data is not None and not keep_data:
             import shutil
@@ -599,6 +592,19 @@ def eval_copydetect(
             thresholds = calibrated_thresholds(reports)
             store_thresholds(idx, thresholds)
         errors.print(f"stored thresholds {thresholds} in {idx.db_file}", highlight=False)
+
+
+def _evaluate_models(dataset, models: str, verify: bool) -> list:
+    from lookalike.evaluate import evaluate_model
+
+    reports = []
+    for model in [m.strip() for m in models.split(",") if m.strip()]:
+        with errors.status(f"evaluating {model} on {len(dataset.queries)} queries…"):
+            reports.append(evaluate_model(dataset, model))
+        if verify and model != "md5":
+            with errors.status(f"evaluating {model} + verification…"):
+                reports.append(evaluate_model(dataset, model, verify=True))
+    return reports
 
 
 @eval_app.command("retrieval")

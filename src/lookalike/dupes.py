@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lookalike.dupes_images import RunImages
 from lookalike.errors import ImageError, LookalikeError
 from lookalike.keeper import DEFAULT_KEEP, KEEP_RULES, jpeg_quality, metadata_key, order_members
 
@@ -153,7 +154,7 @@ def find_duplicates(
     floor = min(threshold, RESCUE_FLOOR) if verify else threshold
     # Rescue candidates are verified one by one, so keep their number small: a few neighbours per image.
     pairs = candidate_pairs(index.vectors(), matrix, ids, min(k, 5) if verify else k, floor)
-    images = _Images(index, ids)
+    images = RunImages(index, ids)
     groups = _Groups(matrix)
     for done, (score, a, b) in enumerate(pairs, 1):
         if score < threshold:  # a rescue candidate: only local features can admit it
@@ -176,58 +177,7 @@ def find_duplicates(
     return sorted(result, key=lambda g: (-len(g.others), g.keeper.relative_path))
 
 
-class _Images:
-    """Decoded images, local features and verifications of one run, by position in the vector matrix."""
-
-    def __init__(self, index, ids: np.ndarray) -> None:
-        from lookalike.verify import FeatureCache, available
-
-        self.index, self.ids, self.cache = index, ids, FeatureCache()
-        self.enabled = available()
-        self.paths = index.catalog.paths_for(ids.tolist())
-        self._decoded: dict[int, object] = {}
-        self._checks: dict[tuple[int, int], object] = {}
-
-    def image(self, position: int):
-        from lookalike.images import load_image
-
-        if position not in self._decoded:
-            try:
-                self._decoded[position] = load_image(self.index.read(self.paths[int(self.ids[position])]))
-            except ImageError:
-                self._decoded[position] = None
-        return self._decoded[position]
-
-    def verify(self, a: int, b: int):
-        """The geometric check of two positions (never raises; unreadable images do not verify)."""
-        from lookalike.verify import Verification, verify_features
-
-        key = (min(a, b), max(a, b))
-        if key not in self._checks:
-            images = [self.image(p) for p in key]
-            if not self.enabled or any(image is None for image in images):
-                self._checks[key] = Verification(0, 0, False, "not checked")
-            else:
-                features = [self.cache.features(int(self.ids[p]), image) for p, image in zip(key, images, strict=True)]
-                self._checks[key] = verify_features(*features)
-        check = self._checks[key]
-        return check if key == (a, b) else _swap(check)
-
-    def forget(self) -> None:
-        self._decoded.clear()  # groups are described one at a time: keep one group's pixels in memory
-
-
-def _swap(check):
-    """The same verification seen from the other image."""
-    from dataclasses import replace
-
-    if check.matrix is None:
-        return replace(check, sizes=check.sizes[::-1])
-    inverse = np.linalg.inv(np.vstack([np.asarray(check.matrix), [0, 0, 1]]))[:2]
-    return replace(check, matrix=tuple(tuple(float(v) for v in row) for row in inverse), sizes=check.sizes[::-1])
-
-
-def _describe(index, ids, matrix, group, details, keep, images: _Images, verify: bool) -> DuplicateGroup:
+def _describe(index, ids, matrix, group, details, keep, images: RunImages, verify: bool) -> DuplicateGroup:
     members, position_of = [], {}
     for position in group:
         path, width, height, size, mtime_ns, _, _ = details[int(ids[position])]
@@ -271,7 +221,10 @@ def _oldest_twin(ordered: list[Member], reason: str, image_of) -> tuple[Member, 
         return keeper, reason
     oldest = min(twins, key=lambda m: (m.mtime_ns, m.relative_path.count("/"), len(m.relative_path),
                                        m.relative_path))
-    return oldest, f"{reason}; the oldest of {len(twins)} files with identical pixels"
+    if oldest is keeper:
+        return keeper, f"{reason}; the oldest of {len(twins)} files with identical pixels"
+    derived = [part for part in reason.split("; ") if part.startswith("the others include")]
+    return oldest, "; ".join([*derived, f"the oldest of {len(twins)} files with identical pixels"])
 
 
 def keeper_key(member: Member, keep: Sequence[str]) -> tuple:
