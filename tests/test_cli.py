@@ -295,3 +295,13 @@ def test_dinov2_checkpoint_folder_as_model(sample_folder, tiny_dino_dir):
     assert info["preprocessing"]["family"] == "dinov2" and info["preprocessing"]["pooling"] == "cls"
     text = run("search", "--text", "a cat", cwd=sample_folder, check=False)
     assert text.returncode == 1 and "images only" in text.stderr
+
+
+def test_rough_edges_version_db_folder_and_folder_queries(indexed, tmp_path):
+    assert run("--version").stdout.startswith("lookalike ")
+    info = json.loads(run("info", "--json", "--db", indexed, cwd=tmp_path).stdout)  # --db PHOTOS_DIR
+    assert info["images"] == 31 and info["threshold"]["source"] == "default"
+    failed = run("recognize", indexed / "edited", "--categories", indexed, cwd=indexed, check=False)
+    assert failed.returncode == 1 and "is a folder, not an image" in failed.stderr
+    missing = run("search", "nothere.png", cwd=indexed, check=False)
+    assert missing.returncode == 1 and "nothere.png" in missing.stderr
