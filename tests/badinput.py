@@ -92,7 +92,8 @@ def _good_files(photo: Image.Image) -> dict[bytes, bytes]:
         b"names/" + b"long" * 61 + b".png": _encoded(rgb.rotate(50), "PNG"),  # 248 bytes
         b"formats/sixteen.png": _encoded(Image.fromarray((ramp * 65535).astype(np.uint16)), "PNG"),
         b"formats/sixteen.tif": _encoded(Image.fromarray((ramp * 65535).astype(np.uint16)), "TIFF"),
-        b"formats/int32.tif": _encoded(Image.fromarray((ramp.astype(np.float64) * (2**31 - 1)).astype(np.int32), "I"), "TIFF"),
+        b"formats/int32.tif": _encoded(
+            Image.fromarray((ramp.astype(np.float64) * (2**31 - 1)).astype(np.int32), "I"), "TIFF"),
         b"formats/float.tif": _encoded(Image.fromarray(ramp, "F"), "TIFF"),
         b"formats/cmyk.jpg": _encoded(rgb.convert("CMYK"), "JPEG"),
         b"formats/palette-alpha.png": _encoded(palette, "PNG", transparency=0),

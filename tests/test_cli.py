@@ -59,7 +59,10 @@ def test_several_queries_give_one_json_line_each_and_a_table_otherwise(indexed):
     assert [line["results"][0]["relative_path"] for line in lines] == ["rocket.png", "moon.png"]
     assert lines[0]["results"][0]["score"] == pytest.approx(1.0, abs=2e-3)
     table = run("search", "rocket.png", "-k", "3", cwd=indexed).stdout
-    assert "cosine" in table and "match %" in table and "rocket.png" in table and "100.0%" in table
+    assert "cosine" in table and "rocket.png" in table and "1.0000" in table and "%" not in table
+    assert table.index("not matches from here") > table.index("rocket.png")  # the break after the one match
+    paths = run("search", "rocket.png", "-k", "3", "--paths", cwd=indexed).stdout.splitlines()
+    assert len(paths) == 3 and paths[0] == str(indexed / "rocket.png")
 
 
 def test_rerun_summary_and_info(indexed, photos):
@@ -267,7 +270,9 @@ def test_eval_and_calibrate_commands(indexed, tmp_path, photos):
               "--out", tmp_path / "eval")
     assert "| phash |" in out.stdout and "| md5 | 0.000 |" in out.stdout
     assert (tmp_path / "eval" / "report.json").exists()
-    run("calibrate", originals, "--out", tmp_path / "cal", cwd=indexed)
+    assert not (tmp_path / "eval" / "data").exists()  # the generated data set went to a temporary folder
+    assert (tmp_path / "eval" / ".lookalike-output").exists()  # never indexed
+    run("calibrate", originals, cwd=indexed)
     info = sqlite3.connect(indexed / ".lookalike" / "index.db").execute(
         "SELECT value FROM meta WHERE key = 'thresholds'").fetchone()
     assert "efficientnet-lite0" in json.loads(info[0])
@@ -371,3 +376,13 @@ def test_copy_model_beside_the_main_model(tmp_path, photos):
     groups = json.loads(run("dupes", "--json", cwd=folder).stdout)["groups"]
     assert [sorted([g["keeper"]["relative_path"], *[d["relative_path"] for d in g["duplicates"]]]) for g in groups] \
         == [["coffee.jpg", "coffee_mirrored.jpg"]]
+
+
+def test_rough_edges_version_db_folder_and_folder_queries(indexed, tmp_path):
+    assert run("--version").stdout.startswith("lookalike ")
+    info = json.loads(run("info", "--json", "--db", indexed, cwd=tmp_path).stdout)  # --db PHOTOS_DIR
+    assert info["images"] == 31 and info["threshold"]["source"] == "default"
+    failed = run("recognize", indexed / "edited", "--categories", indexed, cwd=indexed, check=False)
+    assert failed.returncode == 1 and "is a folder, not an image" in failed.stderr
+    missing = run("search", "nothere.png", cwd=indexed, check=False)
+    assert missing.returncode == 1 and "nothere.png" in missing.stderr

@@ -80,3 +80,13 @@ def test_outputs_links_contact_sheet_and_map(families, tmp_path):
 def test_too_few_images():
     with pytest.raises(LookalikeError, match="at least 2"):
         cluster_vectors(np.arange(1), np.ones((1, 4), np.float16))
+
+
+def test_small_collections_cluster_without_faiss_warnings(capfd):
+    from lookalike.cluster import cluster_vectors
+
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(31, 64)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    cluster_vectors(np.arange(31), matrix)  # tries k = 2..5, each once a FAISS warning
+    assert "WARNING" not in capfd.readouterr().err

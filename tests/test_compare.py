@@ -33,3 +33,13 @@ def test_one_pixel_change_breaks_pixel_md5_only(photos, efficientnet):
     result = compare_images(buffer.getvalue(), edited, efficientnet)
     assert result.pixel_md5_equal is False and result.cosine > 0.999 and result.phash_distance == 0
     assert set(result.as_dict()) >= {"cosine", "percent", "file_md5_equal", "pixel_md5_equal", "phash_distance"}
+
+
+def test_compare_with_verification_says_where_the_crop_sits(efficientnet, photos):
+    cat = photos["chelsea"]
+    found = compare_images(cat, cat.crop((100, 50, 400, 250)), efficientnet, verify=True).as_dict()
+    assert found["verification"]["verified"] and found["verification"]["region"]["in"] == "a"
+    assert abs(found["verification"]["region"]["quad"][0][0] - 100) < 4
+    other = compare_images(cat, photos["coffee"], efficientnet, verify=True).as_dict()
+    assert not other["verification"]["verified"] and other["verification"]["reason"]
+    assert compare_images(cat, cat, efficientnet).as_dict()["verification"] is None

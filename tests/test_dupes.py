@@ -8,7 +8,6 @@ import lookalike
 from lookalike.dupes import (
     DuplicateGroup,
     Member,
-    _Groups,
     apply_actions,
     find_duplicates,
     find_in_index,
@@ -16,6 +15,7 @@ from lookalike.dupes import (
     write_csv,
     write_html_report,
 )
+from lookalike.dupes_grouping import Groups
 from lookalike.errors import LookalikeError
 
 FAMILIES = ("chelsea", "astronaut", "coffee")
@@ -71,7 +71,7 @@ def test_chains_do_not_merge_unrelated_images():
     # a ~ b ~ c in a line: neighbours are close, the ends are not.
     angles = np.radians([0, 20, 40])
     vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float16)
-    groups = _Groups(vectors)
+    groups = Groups(vectors)
     assert groups.try_merge(0, 1, min_score=0.9)
     assert not groups.try_merge(1, 2, min_score=0.9)  # c is too far from a
     assert groups.groups() == [[0, 1]]
@@ -132,6 +132,17 @@ def test_reports(indexed, tmp_path):
     write_html_report(groups, tmp_path / "report.html")
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/jpeg;base64,") == 18 and html.count('class="keep"') == 3
+    # The keepers are the originals, each with its reason; crops are outlined on them where they sit.
+    assert {g.keeper.relative_path for g in groups} == {f"{f}.png" for f in FAMILIES}
+    assert html.count("Kept: ") == 3 and all(r["note"] for r in rows if r["role"] == "keep")
+    crops = [m for g in groups for m in g.others if "crop80" in m.relative_path]
+    assert all(m.note.startswith("cropped copy of") and m.region["in"] == g.keeper.relative_path
+               for g in groups for m in g.others if m in crops)
+    assert html.count("<polygon") >= 3
+    cat = next(g for g in groups if g.keeper.relative_path == "chelsea.png")
+    crop = next(m for m in cat.others if "crop80" in m.relative_path)  # the centre 80 % of 451x300
+    assert abs(crop.region["quad"][0][0] - 45) < 4 and abs(crop.region["quad"][2][1] - 270) < 4
+    assert crop.as_dict()["region"] == crop.region
 
 
 def test_tiny_or_empty_index_has_no_groups(tmp_path, photos):

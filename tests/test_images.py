@@ -1,5 +1,6 @@
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,10 +74,10 @@ def test_exif_orientation_is_applied_and_original_size_reported(tmp_path):
     assert top[2] > 200 and top[0] < 80  # the blue strip is now on top
 
 
-def test_alpha_is_composited_on_white_and_palette_and_16bit_work(tmp_path):
+def test_alpha_is_composited_on_grey_and_palette_and_16bit_work(tmp_path):
     rgba = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
     rgba.save(tmp_path / "clear.png")
-    assert load_image(tmp_path / "clear.png").getpixel((5, 5)) == (255, 255, 255)
+    assert load_image(tmp_path / "clear.png").getpixel((5, 5)) == (128, 128, 128)
     Image.new("P", (10, 10), 3).save(tmp_path / "palette.gif")
     assert load_image(tmp_path / "palette.gif").mode == "RGB"
     Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(tmp_path / "deep.png")
@@ -234,3 +235,30 @@ def test_high_bit_depth_tiffs_are_scaled_not_clipped(tmp_path, mode, values, exp
     decoded = np.asarray(load_image(tmp_path / "deep.tif"))
     assert decoded.mean() == pytest.approx(expected_mean, abs=2)
     assert decoded[:, 0].max() <= 1 and decoded[:, -1].min() >= 254  # a full ramp, black to white
+
+
+CLIPART = Path("/usr/share/openclipart/png")
+WHITE_ARTWORK = [Path("/usr/share/icons/desktop-base/256x256/emblems/emblem-debian-white.png"),
+                 CLIPART / "recreation/sports/football_pitch__andy_bur_01.png"]
+
+
+@pytest.mark.skipif(not all(p.is_file() for p in WHITE_ARTWORK), reason="needs apt packages openclipart-png, "
+                    "desktop-base")
+def test_different_transparent_images_stay_different(efficientnet, tmp_path):
+    """White artwork on transparency (a logo, a pitch, white silhouettes of real clip-art shapes) used to become
+    blank on white and match each other at 1.0."""
+    shapes = [CLIPART / "people/silhouette_female_2.png", CLIPART / "animals/bison_leif_lodahl_01.png",
+              CLIPART / "signs_and_symbols/padlock_silhouette_a.j.__01.png"]
+    paths = list(WHITE_ARTWORK)
+    for number, shape in enumerate(p for p in shapes if p.is_file()):
+        alpha = Image.open(shape).convert("RGBA").getchannel("A")
+        white = Image.new("RGBA", alpha.size, (255, 255, 255, 0))
+        white.putalpha(alpha)
+        white.save(tmp_path / f"silhouette{number}.png")
+        paths.append(tmp_path / f"silhouette{number}.png")
+    images = [load_image(p) for p in paths]
+    assert len(images) >= 4
+    vectors = efficientnet.embed_images(images)
+    similarity = vectors @ vectors.T
+    assert similarity[np.triu_indices(len(images), 1)].max() < 0.9
+    assert np.asarray(images[0]).std() > 20  # the logo is visible, not a blank page

@@ -39,6 +39,7 @@ class Match:
     relative_path: str  # relative to the indexed folder: the catalog's key
     score: float  # cosine similarity in [-1, 1], higher = more similar
     copy_score: float | None = None  # copy lookups: score minus β × the query's second-best (lookalike.copyindex)
+    verification: dict | None = None  # with verify=True: {"verified", "inliers", "mirrored", "region", ...}
 
     @property
     def percent(self) -> float:
@@ -46,9 +47,13 @@ class Match:
         return (self.score + 1) * 50
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "path": self.path, "relative_path": self.relative_path,
-                "score": round(self.score, 6), "percent": round(self.percent, 2),
-                **({} if self.copy_score is None else {"copy_score": round(self.copy_score, 6)})}
+        found = {"id": self.id, "path": self.path, "relative_path": self.relative_path,
+                 "score": round(self.score, 6), "percent": round(self.percent, 2)}
+        if self.copy_score is not None:
+            found["copy_score"] = round(self.copy_score, 6)
+        if self.verification is not None:
+            found["verification"] = self.verification
+        return found
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class IndexInfo:
     search_structure: str = ""  # as of the last search ('' before the first)
     settings: dict = field(default_factory=dict)  # IndexSettings, as stored
     models: dict | None = None  # what serves what (search, text, dupes and copy lookups), vectors per model
+    threshold: dict | None = None  # the near-duplicate threshold in use and its source (see thresholds.py)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -97,6 +103,8 @@ def resolve_db(db: str | os.PathLike | None) -> Path:
     path = Path(db).expanduser()
     if path.suffix in (".db", ".sqlite", ".sqlite3") or path.is_file():
         return path.resolve()
+    if not (path / DB_FILENAME).is_file() and (path / INDEX_DIRNAME / DB_FILENAME).is_file():
+        return (path / INDEX_DIRNAME / DB_FILENAME).resolve()  # --db PHOTOS_DIR: the index inside it
     return (path / DB_FILENAME).resolve()
 
 
@@ -254,7 +262,8 @@ class Index:
             conn.execute("DELETE FROM vectors")
             conn.execute("DELETE FROM images")
             conn.execute("DELETE FROM skipped")
-            self.catalog.set_meta(conn, model=embedder.id, dim=embedder.dim, preprocessing=embedder.preprocessing())
+            self.catalog.set_meta(conn, model=embedder.id, dim=embedder.dim, preprocessing=embedder.preprocessing(),
+                                  thresholds={}, calibration={})  # a calibration belongs to the old vectors
             self.catalog.bump(conn)
         self.model_id = embedder.id
         self._embedder = embedder
@@ -364,17 +373,25 @@ class Index:
             return report
 
     def search(self, query: str | Query | None = None, *, image=None, text=None, k: int = 10,
-               min_score: float | None = None, exact: bool = False) -> SearchResult:
+               min_score: float | None = None, exact: bool = False, verify: bool = False) -> SearchResult:
         """Top-k images for a query: an image (path, URL, bytes, PIL), a text, or a query expression.
 
         Large collections are searched approximately (PQ fast-scan + float16 re-ranking); `exact=True` forces an
-        exhaustive search."""
+        exhaustive search. `verify=True` checks a wider pool with local features and puts proven copies of the
+        query image first (see `lookalike.rerank`)."""
         query = make_query(image=image, text=text, query=query)
-        return self.search_many([query], k=k, min_score=min_score, exact=exact)[0]
+        return self.search_many([query], k=k, min_score=min_score, exact=exact, verify=verify)[0]
 
     def search_many(self, queries: list[Query], k: int = 10, min_score: float | None = None,
-                    exact: bool = False) -> list[SearchResult]:
+                    exact: bool = False, verify: bool = False) -> list[SearchResult]:
         import numpy as np
+
+        from lookalike.errors import QueryError
+
+        if k < 1:
+            raise QueryError(f"k must be at least 1 (got {k})")
+        if verify:
+            return [self._verified_search(query, k, min_score, exact) for query in queries]
 
         for query in queries:
             if "text" in query.modalities and "text" not in self.embedder.modalities:
@@ -408,13 +425,14 @@ class Index:
         return self.search_vectors(vector[None], [name], k=k, min_score=min_score, exact=exact)[0]
 
     def duplicates(self, threshold: float | None = None, group_min_score: float | None = None, k: int = 20,
-                   keep: Sequence[str] = ("resolution", "size", "oldest"), verify: bool = False
-                   ) -> list[DuplicateGroup]:
-        """Groups of exact and near duplicates, largest first, each with a suggested keeper (see `dupes`)."""
+                   keep: Sequence[str] | None = None, verify: bool = False, progress=None) -> list[DuplicateGroup]:
+        """Groups of exact and near duplicates, largest first, each with a suggested keeper and the reason it was
+        chosen (see `dupes`); `progress(done, total, what)` follows verification and keeper choice."""
         from lookalike.dupes import find_duplicates
+        from lookalike.keeper import DEFAULT_KEEP
 
-        return find_duplicates(self, threshold=threshold, group_min_score=group_min_score, k=k, keep=keep,
-                               verify=verify)
+        return find_duplicates(self, threshold=threshold, group_min_score=group_min_score, k=k,
+                               keep=DEFAULT_KEEP if keep is None else keep, verify=verify, progress=progress)
 
     def clusters(self, k: int | None = None, method: str = "kmeans", min_cluster_size: int = 5,
                  seed: int = 0) -> Clustering:
@@ -448,6 +466,16 @@ class Index:
 
         return find_copies(self, images, k=k, min_score=min_score)
 
+    def _verified_search(self, query: Query, k: int, min_score: float | None, exact: bool) -> SearchResult:
+        from lookalike.errors import QueryError
+        from lookalike.rerank import pool_size, query_image_of, verify_matches
+
+        image = query_image_of(query)
+        if image is None:
+            raise QueryError(f"--verify needs a query with exactly one image ({query.label!r} has none or several)")
+        [found] = self.search_many([query], k=pool_size(k), min_score=min_score, exact=exact)
+        return SearchResult(found.query, verify_matches(self, image, found.matches, k), found.method + "+verify")
+
     def read(self, relative_path: str):
         """What `load_image` needs to read an indexed image: a local path, or its bytes from a remote source."""
         return self.source.image_input(relative_path)
@@ -465,6 +493,7 @@ class Index:
             preprocessing=self.catalog.get_meta("preprocessing", {}),
             store=settings.store or IndexInfo.store, settings=settings.describe(), models=self._models_info(),
             search_structure="" if settings.store else VectorCache(self._cache_dir(), settings).describe(),
+            threshold=self.threshold().as_dict(),
         )
 
     def _models_info(self) -> dict:
@@ -472,6 +501,12 @@ class Index:
         from lookalike.store.extra import counts
 
         return {"serves": roles(self), "vectors": counts(self.catalog)}
+
+    def threshold(self):
+        """The near-duplicate threshold in use: the model's default or a calibrated one (`ThresholdInfo`)."""
+        from lookalike.thresholds import threshold_info
+
+        return threshold_info(self.model_id, self.catalog)
 
 
 def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None = None,  # noqa: A001
@@ -481,8 +516,9 @@ def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None =
     return Index.open(folder, db=db, model=model, create=create, store=store, memory_budget=memory_budget)
 
 
-def compare(a, b, model: str = DEFAULT_MODEL):
-    """Similarity of two images under a model, beside the classic hash answers (see `lookalike.compare`)."""
+def compare(a, b, model: str = DEFAULT_MODEL, verify: bool = False):
+    """Similarity of two images under a model, beside the classic hash answers (see `lookalike.compare`);
+    `verify=True` adds the local-feature check and where one image sits in the other."""
     from lookalike.compare import compare_images
 
-    return compare_images(a, b, load_embedder(model))
+    return compare_images(a, b, load_embedder(model), verify=verify)

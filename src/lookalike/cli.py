@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -55,11 +56,24 @@ def json_line(payload: object) -> str:
     return text
 
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"lookalike {version('lookalike')}")
+        except PackageNotFoundError:
+            print("lookalike (not installed: running from a source tree)")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
     runtime: Annotated[str, typer.Option(
         envvar="LOOKALIKE_RUNTIME", help="Image-model runtime: auto (fastest that keeps cosine ≥ 0.99 to fp32), "
         "torch, bf16, onnx, onnx-int8.")] = "auto",
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     import os
 
@@ -161,6 +175,9 @@ def search(
     min_score: Annotated[float | None, typer.Option(help="Drop results below this cosine similarity.")] = None,
     exact: Annotated[bool, typer.Option(help="Exhaustive search even where the index is approximate (> 50k images).")]
     = False,
+    verify: Annotated[bool, typer.Option(
+        help="Check 3x more candidates with local features (ORB + RANSAC, mirrors too) and list proven copies of "
+        "the query image first, with where they sit. Never drops a result.")] = False,
     labels: Annotated[bool, typer.Option(
         "--labels", help="Catalogue fusion: also score each image's name (its file name, or --labels-file) "
         "against the query, standardise both scores per query and mix them (needs a text-capable model).")] = False,
@@ -170,16 +187,20 @@ def search(
     copies: Annotated[bool, typer.Option(
         "--copies", help="Copy lookup: find the originals of these (edited) images with the index's copy model, "
         "their flips and turns.")] = False,
+    paths_only: Annotated[bool, typer.Option("--paths", "-f", help="Print only the paths, one per line (for "
+                                             "piping, e.g. into `xargs`).")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search the index by image and/or text. Scores are cosine similarities (higher = more similar).
+    """Search the index by image and/or text. Scores are cosine similarities (higher = more similar); a line
+    marks where results stop being matches (the near-duplicate threshold for images, else a gap in the scores).
 
     JSON output: one line per query, {"query", "method", "results": [{"path", "relative_path", "score",
-    "percent", "id"}]}; `path` is absolute, `relative_path` is relative to the indexed folder.
+    "percent", "id", "verification"?}], "matches": N}; `path` is absolute, `relative_path` is relative to the
+    indexed folder; `percent` is (cosine+1)/2, shown only there.
     """
     from lookalike.api import Index
-    from lookalike.search import Query, make_query, parse_query
+    from lookalike.search import Query, break_point, make_query, parse_query
 
     text_query = make_query(text=text) if text else Query()
     parsed = [parse_query(q) + text_query for q in queries or []] or ([text_query] if text else [])
@@ -189,22 +210,40 @@ def search(
         if labels or labels_file:
             _print_fused(idx, parsed, labels_file, image_weight, top, as_json)
             return
-        results = idx.find_copies(queries or [], k=top, min_score=min_score) if copies else \
-            idx.search_many(parsed, k=top, min_score=min_score, exact=exact)
-    for result in results:
-        if as_json:
-            print(json_line(result.as_dict()))
-            continue
-        table = Table(title=shown(result.query), title_justify="left", show_edge=False)
-        table.add_column("#", justify="right", style="dim")
-        table.add_column("cosine", justify="right")
-        table.add_column("match %", justify="right")
-        table.add_column("path", overflow="fold")
-        for rank, match in enumerate(result.matches, 1):
-            table.add_row(str(rank), f"{match.score:.4f}", f"{match.percent:.1f}%", shown(match.relative_path))
-        console.print(table)
-        if not result.matches:
-            console.print("  (no results)")
+        with errors.status("verifying candidates…") if verify and not (as_json or paths_only) else \
+                contextlib.nullcontext():
+            results = idx.find_copies(queries or [], k=top, min_score=min_score) if copies else \
+                idx.search_many(parsed, k=top, min_score=min_score, exact=exact, verify=verify)
+        threshold = idx.threshold().value
+    for query, result in zip(parsed, results, strict=True):
+        images_only = query.modalities == {"image"}
+        cut = break_point([m.score for m in result.matches], threshold if images_only else None)
+        if paths_only:
+            print("\n".join(shown(m.path) for m in result.matches))
+        elif as_json:
+            print(json_line({**result.as_dict(), "matches": cut[0] if cut else len(result.matches)}))
+        else:
+            _print_results(result, cut, verify)
+
+
+def _print_results(result, cut: tuple[int, str] | None, verify: bool) -> None:
+    table = Table(title=shown(result.query), title_justify="left", show_edge=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("cosine", justify="right")
+    if verify:
+        table.add_column("verified")
+    table.add_column("path", overflow="fold")
+    for rank, match in enumerate(result.matches, 1):
+        if cut and rank - 1 == cut[0]:
+            table.add_section()
+            table.add_row("", "", *([""] if verify else []), f"[dim]not matches from here: {escape(cut[1])}[/]")
+        check = match.verification or {}
+        where = f"{'mirrored, ' if check.get('mirrored') else ''}{check.get('inliers', 0)} inliers" \
+            if check.get("verified") else ""
+        table.add_row(str(rank), f"{match.score:.4f}", *([where] if verify else []), shown(match.relative_path))
+    console.print(table)
+    if not result.matches:
+        console.print("  (no results)")
 
 
 def _print_fused(idx, queries, labels_file, image_weight, top, as_json) -> None:
@@ -232,13 +271,16 @@ def compare(
     image_a: Annotated[str, typer.Argument(help="First image (path or URL).")],
     image_b: Annotated[str, typer.Argument(help="Second image (path or URL).")],
     model: ModelOption = None,
+    verify: Annotated[bool, typer.Option(help="Also check with local features (ORB + RANSAC, mirrors too): is one "
+                                         "a view of the other, and where does it sit?")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Similarity of two images, beside what file MD5, pixel MD5 and perceptual hashes say."""
     from lookalike.compare import compare_images
+    from lookalike.dupes import default_threshold
 
-    result = compare_images(image_a, image_b, _embedder_for(model, db))  # inside an index: the index's model
+    result = compare_images(image_a, image_b, _embedder_for(model, db), verify=verify)  # in an index: its model
     if as_json:
         print(json.dumps(result.as_dict()))
         return
@@ -250,14 +292,23 @@ def compare(
     def same(flag: bool | None) -> str:
         return "n/a" if flag is None else ("[green]identical[/]" if flag else "[red]different[/]")
 
-    verdict = "[green]same image[/]" if result.cosine >= 0.9 else "similar" if result.cosine >= 0.7 else "different"
-    table.add_row(f"embedding ({result.model})", f"cos {result.cosine:.4f} = {result.percent:.1f}%", verdict)
+    threshold = default_threshold(result.model)
+    verdict = f"[green]near-duplicate[/] (≥ {threshold:.2f})" if result.cosine >= threshold else \
+        f"not a near-duplicate (< {threshold:.2f})"
+    table.add_row(f"embedding ({result.model})", f"cosine {result.cosine:.4f}", verdict)
     table.add_row("file MD5", "", same(result.file_md5_equal))
     table.add_row("pixel MD5 (decoded)", "", same(result.pixel_md5_equal))
     table.add_row("perceptual hash (pHash)", f"{result.phash_distance}/64 bits differ",
                   "[green]near-duplicate[/]" if result.phash_distance <= 10 else "[red]different[/]")
     table.add_row("difference hash (dHash)", f"{result.dhash_distance}/64 bits differ",
                   "[green]near-duplicate[/]" if result.dhash_distance <= 10 else "[red]different[/]")
+    if result.verification is not None:
+        check = result.verification
+        region = check["region"]
+        where = f"; in {'A' if region['in'] == 'a' else 'B'} at {region['quad']}" if region else ""
+        table.add_row("local features (ORB + RANSAC)", f"{check['inliers']} inliers",
+                      ("[green]a view of the other[/]" + (" (mirrored)" if check["mirrored"] else "") + escape(where))
+                      if check["verified"] else f"[red]not verified[/] ({escape(check['reason'] or '')})")
     console.print(table)
     console.print(f"sizes: {result.sizes[0][0]}x{result.sizes[0][1]} and {result.sizes[1][0]}x{result.sizes[1][1]}",
                   highlight=False)
@@ -268,33 +319,47 @@ def dupes(
     threshold: Annotated[float | None, typer.Option(
         help="Cosine similarity at or above which images are near-duplicates. Default per model: "
         "efficientnet-lite0 0.75, clip 0.92, dinov2 0.75, phash/dhash 0.6875 (10 of 64 bits), others 0.90; "
-        "or the value `lookalike calibrate` stored in the index.")] = None,
+        "or the value `lookalike calibrate` stored in the index (`lookalike info` says which).")] = None,
     group_min_score: Annotated[float | None, typer.Option(
         help="Every pair in a group must be at least this similar (stops chains). Default threshold - 0.05.")] = None,
     verify: Annotated[bool, typer.Option(
-        help="Confirm pairs with local features (ORB + RANSAC) and rescue crops the embedding misses.")] = False,
-    keep: Annotated[str, typer.Option(help="Keeper rules in order: resolution, size, oldest, newest, shortest-path.")]
-    = "resolution,size,oldest",
+        help="Rescue pairs below the threshold that local features (ORB + RANSAC, mirrors too) prove to be "
+        "copies: tight crops, screenshots. Never drops a pair the threshold accepts.")] = False,
+    keep: Annotated[str, typer.Option(help="Keeper rules in order: original (not a crop, framed or overlaid copy "
+                                      "of another member), resolution, quality (JPEG), size, oldest, newest, "
+                                      "shortest-path.")] = "original,resolution,quality,size,oldest",
     against: Annotated[Path | None, typer.Option(
         help="Cross-set mode: list which images of this folder already exist in the index.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the groups as CSV.")] = None,
     html: Annotated[Path | None, typer.Option(help="Write an HTML review page with thumbnails.")] = None,
-    move_to: Annotated[Path | None, typer.Option(help="Move duplicates (not keepers) into this folder.")] = None,
+    move_to: Annotated[Path | None, typer.Option(
+        help="Move duplicates (not keepers) into this trash folder, with an undo manifest.")] = None,
     link_to: Annotated[Path | None, typer.Option(help="Lay out each group as symlinks in this folder.")] = None,
     apply: Annotated[bool, typer.Option("--apply", help="Really move/link; without it, a dry run.")] = False,
+    undo: Annotated[Path | None, typer.Option(
+        help="Put back every file a previous --move-to --apply moved (give its manifest .jsonl).")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Find exact and near-duplicate images, suggest which to keep, and optionally move or link them."""
+    """Find exact and near-duplicate images, suggest which to keep (and why), and optionally move or link them."""
     from lookalike.api import Index
     from lookalike.dupes import apply_actions, find_duplicates, find_in_index, write_csv, write_html_report
 
+    if undo is not None:
+        from lookalike.moves import undo_moves
+
+        for line in undo_moves(undo):
+            errors.print(line, markup=False, highlight=False, soft_wrap=True)
+        return
     with Index.open(db=db, create=False) as idx:
         if against is not None:
             _print_cross_set(find_in_index(idx, against, threshold), as_json)
             return
-        groups = find_duplicates(idx, threshold=threshold, group_min_score=group_min_score, verify=verify,
-                                 keep=[rule.strip() for rule in keep.split(",") if rule.strip()])
+        with _progress(as_json) as progress:
+            groups = find_duplicates(idx, threshold=threshold, group_min_score=group_min_score, verify=verify,
+                                     keep=[rule.strip() for rule in keep.split(",") if rule.strip()],
+                                     progress=progress)
+        used = idx.threshold() if threshold is None else None
         root = idx.root
         if html:
             write_html_report(groups, html, read=idx.read)
@@ -302,24 +367,46 @@ def dupes(
         with open(csv_file, "w", newline="", encoding="utf-8", errors="surrogateescape") as out:
             write_csv(groups, out)
     if as_json:
-        print(json_line({"groups": [g.as_dict() for g in groups]}))
+        print(json_line({"threshold": used.as_dict() if used else {"value": threshold, "source": "--threshold"},
+                         "groups": [g.as_dict() for g in groups]}))
     else:
-        for number, group in enumerate(groups, 1):
-            table = Table(title=f"group {number}", title_justify="left", show_edge=False)
-            for column in ("", "score", "exact", "size", "path"):
-                table.add_column(column)
-            for member in group.members:
-                is_keeper = member is group.keeper
-                table.add_row("[green]keep[/]" if is_keeper else "dup", "" if is_keeper else f"{member.score:.4f}",
-                              "" if is_keeper else ("yes" if member.exact else ""),
-                              f"{member.width}x{member.height}", shown(member.relative_path))
-            console.print(table)
-        duplicates = sum(len(g.others) for g in groups)
-        console.print(f"{len(groups)} groups, {duplicates} duplicates", highlight=False)
+        _print_groups(groups, used.describe() if used else f"{threshold} (--threshold)")
     if move_to or link_to:
         actions = apply_actions(groups, root, move_to=move_to, link_to=link_to, dry_run=not apply)
         for line in actions:
             errors.print(("" if apply else "[dry run] ") + display(line), markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_groups(groups: list, threshold: str) -> None:
+    for number, group in enumerate(groups, 1):
+        table = Table(title=f"group {number} · kept: {shown(group.reason)}", title_justify="left", show_edge=False)
+        for column in ("", "cosine", "exact", "size", "path", "what"):
+            table.add_column(column)
+        for member in group.members:
+            is_keeper = member is group.keeper
+            table.add_row("[green]keep[/]" if is_keeper else "dup", "" if is_keeper else f"{member.score:.4f}",
+                          "" if is_keeper else ("yes" if member.exact else ""), f"{member.width}x{member.height}",
+                          shown(member.relative_path), shown(member.note))
+        console.print(table)
+    duplicates = sum(len(g.others) for g in groups)
+    console.print(f"{len(groups)} groups, {duplicates} duplicates; threshold {threshold}", highlight=False)
+
+
+@contextlib.contextmanager
+def _progress(disable: bool = False):
+    """A Rich progress bar on stderr; yields `update(done, total, what)` for the library's callbacks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True, disable=disable) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(done: int, total: int, what: str = "working") -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        yield update
 
 
 def _print_cross_set(found: list, as_json: bool) -> None:
@@ -354,6 +441,9 @@ def recognize(
     """Which labelled category does each image belong to? Best category, score, runner-up, or 'unknown'."""
     from lookalike.recognize import load_categories
 
+    for path in queries:
+        if path.is_dir():
+            raise LookalikeError(f"{path} is a folder, not an image: give the images in it (e.g. {path}/*.jpg)")
     category_set = load_categories(categories, _embedder_for(model, db))
     results = category_set.recognize(queries, threshold=threshold)
     table = Table(show_edge=False)
@@ -405,10 +495,13 @@ def cluster(
 
     with Index.open(db=db, create=False) as idx:
         ids, matrix, _ = idx.catalog.all_vectors(idx.dim)
-        clustering = cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
+        with errors.status(f"clustering {len(ids)} images" + ("" if k else " (choosing k by silhouette)") + "…"):
+            clustering = cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size,
+                                         seed=seed)
         entries = rows(idx, clustering)
         if html:
-            contact_sheet(entries, html, read=idx.read)
+            with errors.status("writing the contact sheet…"):
+                contact_sheet(entries, html, read=idx.read)
     if csv_file:
         with open(csv_file, "w", newline="", encoding="utf-8", errors="surrogateescape") as out:
             writer = csv.DictWriter(out, fieldnames=["id", "cluster", "relative_path", "path"])
@@ -493,8 +586,9 @@ def eval_copydetect(
     = False,
     disc21: Annotated[tuple[Path, Path, Path] | None, typer.Option(
         help="Use an existing data set instead: QUERIES_DIR REFERENCES_DIR GROUND_TRUTH_CSV.")] = None,
-    out: Annotated[Path, typer.Option(help="Where the data set, report.md/json and plots go.")]
-    = Path("lookalike-eval"),
+    out: Annotated[Path, typer.Option(help="Where report.md/json and the plots go.")] = Path("lookalike-eval"),
+    keep_data: Annotated[bool, typer.Option(help="Keep the generated data set in OUT/data (default: a temporary "
+                                            "folder, removed at the end).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the generated edits.")] = 0,
     store: Annotated[bool, typer.Option(help="Store the thresholds at 90% precision in the index (--db).")] = False,
     hard: Annotated[bool, typer.Option(
@@ -506,16 +600,20 @@ def eval_copydetect(
 
     A model may carry copy options: sscd+dihedral (the query's flips and turns), +regions (references as a grid
     of regions too), +norm (the copy score: similarity normalised by each image's background neighbours)."""
+    import tempfile
+
     from lookalike.evaluate import (
         calibrated_thresholds,
-        evaluate_model,
         generate_copy_detection_set,
         load_disc21_set,
         markdown_table,
         store_thresholds,
         write_outputs,
     )
+    from lookalike.moves import mark_output_folder
 
+    mark_output_folder(out)  # never indexed, even when written inside a photo folder
+    data = None
     if disc21:
         dataset = load_disc21_set(*disc21)
     elif originals is not None and hard:
@@ -526,22 +624,19 @@ def eval_copydetect(
         dataset = build_hard_set(sorted(f.path for f in scan(originals).files), out / "data", extra, seed=seed)
     elif originals is not None:
         chosen = [f.strip() for f in families.split(",")] if families else None
-        dataset = generate_copy_detection_set(originals, out / "data", seed=seed, families=chosen,
-                                              distractors=distractors)
+        data = out / "data" if keep_data else Path(tempfile.mkdtemp(prefix="lookalike-eval-"))
+        dataset = generate_copy_detection_set(originals, data, seed=seed, families=chosen, distractors=distractors)
     else:
         raise LookalikeError("give ORIGINALS_DIR, or --disc21 QUERIES REFERENCES GROUND_TRUTH")
     errors.print(f"{len(dataset.references)} references, {len(dataset.queries)} queries "
                  f"({sum(t is None for t in dataset.truth)} negatives)", highlight=False)
-    reports = []
-    for model in [m.strip() for m in models.split(",") if m.strip()]:
-        if "+" in model:
-            from lookalike.evalcopy import evaluate_method
+    try:
+        reports = _evaluate_models(dataset, models, verify)
+    finally:
+        if data is not None and not keep_data:
+            import shutil
 
-            reports.append(evaluate_method(dataset, model))
-            continue
-        reports.append(evaluate_model(dataset, model))
-        if verify and model != "md5":
-            reports.append(evaluate_model(dataset, model, verify=True))
+            shutil.rmtree(data, ignore_errors=True)
     write_outputs(reports, out)
     console.print(markdown_table(reports), markup=False, highlight=False)
     errors.print(f"report: {out / 'report.md'}, {out / 'report.json'}, plots in {out}", highlight=False)
@@ -552,6 +647,25 @@ def eval_copydetect(
             thresholds = calibrated_thresholds(reports)
             store_thresholds(idx, thresholds)
         errors.print(f"stored thresholds {thresholds} in {idx.db_file}", highlight=False)
+
+
+def _evaluate_models(dataset, models: str, verify: bool) -> list:
+    from lookalike.evaluate import evaluate_model
+
+    reports = []
+    for model in [m.strip() for m in models.split(",") if m.strip()]:
+        if "+" in model:  # a copy method: sscd+dihedral+regions+norm
+            from lookalike.evalcopy import evaluate_method
+
+            with errors.status(f"evaluating {model} on {len(dataset.queries)} queries…"):
+                reports.append(evaluate_method(dataset, model))
+            continue
+        with errors.status(f"evaluating {model} on {len(dataset.queries)} queries…"):
+            reports.append(evaluate_model(dataset, model))
+        if verify and model != "md5":
+            with errors.status(f"evaluating {model} + verification…"):
+                reports.append(evaluate_model(dataset, model, verify=True))
+    return reports
 
 
 @eval_app.command("retrieval")
@@ -583,17 +697,45 @@ def eval_retrieval(
 
 @app.command()
 def calibrate(
-    originals: Annotated[Path, typer.Argument(help="Folder of original images representative of yours.")],
-    out: Annotated[Path, typer.Option(help="Where the generated data set and report go.")] = Path("lookalike-eval"),
+    originals: Annotated[Path | None, typer.Argument(help="Folder of original images representative of yours.")]
+    = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Forget the calibrated threshold: back to the model's "
+                                        "default.")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the generated data set (in a temporary folder, "
+                                       "printed at the end).")] = False,
     db: DbOption = None,
 ) -> None:
-    """Measure the index model's threshold at 90% precision on edited copies and store it in the index."""
+    """Measure the index model's threshold at 90% precision on edited copies and store it in the index.
+
+    The edited copies are written to a temporary folder (removed unless --keep), never next to your photos. A
+    threshold that would call two of the originals duplicates of each other is refused."""
+    import shutil
+    import tempfile
+
     from lookalike.api import Index
+    from lookalike.thresholds import calibrate as measure
+    from lookalike.thresholds import reset_calibration
 
     with Index.open(db=db, create=False) as idx:
-        model = idx.model_id
-    eval_copydetect(originals, models=model, distractors=None, families=None, verify=False, disc21=None, out=out,
-                    seed=0, store=True, db=db)
+        if reset:
+            had = reset_calibration(idx.catalog, idx.model_id)
+            errors.print(("forgot the calibrated threshold; " if had else "no calibrated threshold was stored; ")
+                         + f"dupes uses {idx.threshold().describe()}", highlight=False)
+            return
+        if originals is None:
+            raise LookalikeError("give ORIGINALS_DIR to calibrate on, or --reset")
+        workdir = Path(tempfile.mkdtemp(prefix="lookalike-calibrate-"))
+        try:
+            with errors.status(f"calibrating {idx.model_id}: editing copies of {originals} and embedding them…"):
+                used, report = measure(idx, originals, workdir)
+        finally:
+            if not keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+    console.print(f"recall at 90% precision {report.recall_at_90_precision:.3f}, µAP {report.micro_ap:.3f}",
+                  highlight=False)
+    console.print(f"stored threshold {used.describe()}", highlight=False)
+    if keep:
+        errors.print(f"data set kept in {workdir}", highlight=False)
 
 
 @app.command()
@@ -623,6 +765,7 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
         *[(f"serves {role}", model) for role, model in (details.models or {}).get("serves", {}).items() if model],
         *[(f"vectors {model}", f"{n['images']} images, {n['variants']} variants")
           for model, n in (details.models or {}).get("vectors", {}).items()],
+        ("dupes threshold", details.threshold["description"] if details.threshold else ""),
     ]:
         table.add_row(key, str(value))
     console.print(table)

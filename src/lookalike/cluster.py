@@ -41,8 +41,10 @@ def _sample(n: int, size: int, seed: int) -> np.ndarray:
 def kmeans(vectors: np.ndarray, k: int, seed: int = 0, niter: int = 25):
     import faiss
 
+    # min_points_per_centroid=1: small collections are fine to cluster; FAISS's default (39) printed a warning
+    # for every k tried by the silhouette search (nine on a typical run).
     model = faiss.Kmeans(vectors.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
-                         max_points_per_centroid=512)
+                         max_points_per_centroid=512, min_points_per_centroid=1)
     model.train(np.ascontiguousarray(vectors, dtype=np.float32))
     return model
 

@@ -26,6 +26,7 @@ class Comparison:
     phash_distance: int  # Hamming distance in bits out of 64
     dhash_distance: int
     sizes: tuple[tuple[int, int], tuple[int, int]]
+    verification: dict | None = None  # with verify=True: local features' answer and where the copy sits
 
     @property
     def percent(self) -> float:
@@ -36,7 +37,7 @@ class Comparison:
             "model": self.model, "cosine": round(self.cosine, 6), "percent": round(self.percent, 2),
             "file_md5_equal": self.file_md5_equal, "pixel_md5_equal": self.pixel_md5_equal,
             "phash_distance": self.phash_distance, "dhash_distance": self.dhash_distance, "hash_bits": BITS,
-            "sizes": [list(s) for s in self.sizes],
+            "sizes": [list(s) for s in self.sizes], "verification": self.verification,
         }
 
 
@@ -60,8 +61,13 @@ def hash_distance(a: Image.Image, b: Image.Image, kind: str) -> int:
     return int(np.count_nonzero(hash_bits(a, kind) != hash_bits(b, kind)))
 
 
-def compare_images(a, b, embedder: Embedder) -> Comparison:
+def compare_images(a, b, embedder: Embedder, verify: bool = False) -> Comparison:
     image_a, image_b = open_query_image(a), open_query_image(b)
+    verification = None
+    if verify:
+        from lookalike.verify import verify_images
+
+        verification = verify_images(image_a, image_b).as_dict()
     vectors = embedder.embed_images([image_a, image_b])
     md5_a, md5_b = file_md5(a), file_md5(b)
     return Comparison(
@@ -72,4 +78,5 @@ def compare_images(a, b, embedder: Embedder) -> Comparison:
         phash_distance=hash_distance(image_a, image_b, "phash"),
         dhash_distance=hash_distance(image_a, image_b, "dhash"),
         sizes=(image_a.size, image_b.size),
+        verification=verification,
     )

@@ -6,22 +6,24 @@
 3. Edges are merged strongest first, but a merge that would put two images below `group_min_score` of each
    other into one group is refused (complete linkage), so chains A~B~C~… never merge unrelated images.
 4. Within a group, files with identical decoded pixels (metadata-only differences) are marked exact, and a
-   keeper is suggested: largest resolution, then largest file, then oldest (configurable).
+   keeper is suggested: the original the others derive from (not a crop, framed or overlaid copy, see
+   `keeper.py`), then the best file facts; each keeper comes with the reason it was chosen.
+5. Verification only ever adds pairs (rescues): a pair the embedding accepts is never dropped for want of
+   matching keypoints (flat images, small copies and heavy edits have too few).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from lookalike.dupes_grouping import Groups, candidate_pairs
+from lookalike.dupes_images import RunImages
 from lookalike.errors import ImageError, LookalikeError
+from lookalike.keeper import DEFAULT_KEEP, KEEP_RULES, jpeg_quality, metadata_key, order_members
 from lookalike.models.registry import COPY_THRESHOLDS
 
 # Cosine thresholds above which two images are called near-duplicates, per model (measured on the sample photos
@@ -39,7 +41,6 @@ FALLBACK_THRESHOLD = 0.90
 RESCUE_FLOOR = 0.30  # with verification, candidates down to this cosine are checked with local features
 DUPES_CANDIDATES_PER_RESULT = 32  # near-duplicates top the PQ ranking: no need for the tuned top-10 pool
 SURE_SCORE = 0.98  # pairs this close need no geometric confirmation (and flat images have no features)
-KEEP_RULES = ("resolution", "size", "oldest", "newest", "shortest-path")
 
 
 @dataclass
@@ -54,19 +55,23 @@ class Member:
     score: float = 1.0  # cosine similarity to the keeper
     exact: bool = False  # identical decoded pixels to the keeper
     verified: bool | None = None  # local features confirm it (None: not checked)
+    quality: int | None = None  # estimated JPEG quality (lossless formats: 90)
+    note: str = ""  # what this copy is: "cropped copy of a.jpg", "framed copy of …", "overlaid copy of …"
+    region: dict | None = None  # where it sits in the keeper, or the keeper in it: {"in", "quad"} (verified only)
     copy_score: float | None = None  # score minus the pair's background similarity (lookalike.copyindex)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "path": self.path, "relative_path": self.relative_path, "score": round(self.score, 6),
-                "exact": self.exact, "verified": self.verified,
-                "copy_score": None if self.copy_score is None else round(self.copy_score, 6),
-                "width": self.width, "height": self.height, "size": self.size}
+                "exact": self.exact, "verified": self.verified, "width": self.width, "height": self.height,
+                "size": self.size, "mtime_ns": self.mtime_ns, "jpeg_quality": self.quality, "note": self.note or None,
+                "region": self.region, "copy_score": None if self.copy_score is None else round(self.copy_score, 6)}
 
 
 @dataclass
 class DuplicateGroup:
     keeper: Member
     others: list[Member] = field(default_factory=list)
+    reason: str = ""  # why the keeper was chosen
     # pairs over the threshold that the group-diameter rule kept apart: (member here, image elsewhere, score)
     links: list[tuple[str, str, float]] = field(default_factory=list)
 
@@ -75,7 +80,8 @@ class DuplicateGroup:
         return [self.keeper, *self.others]
 
     def as_dict(self) -> dict:
-        return {"keeper": self.keeper.as_dict(), "duplicates": [m.as_dict() for m in self.others],
+        return {"keeper": self.keeper.as_dict(), "reason": self.reason,
+                "duplicates": [m.as_dict() for m in self.others],
                 "links": [{"member": a, "other": b, "score": round(s, 6)} for a, b, s in self.links]}
 
 
@@ -85,66 +91,18 @@ def default_threshold(model_id: str, calibrated: dict | None = None) -> float:
     return DEFAULT_THRESHOLDS.get(model_id, FALLBACK_THRESHOLD)
 
 
-def candidate_pairs(vectors, matrix: np.ndarray, ids: np.ndarray, k: int, floor: float,
-                    chunk: int = 4096) -> list[tuple[float, int, int]]:
-    """(score, position_a, position_b) with a < b for every kNN pair scoring at least `floor`."""
-    pairs: dict[tuple[int, int], float] = {}
-    for start in range(0, len(ids), chunk):
-        queries = matrix[start:start + chunk].astype(np.float32)
-        found = vectors.search(queries, k + 1, candidates=DUPES_CANDIDATES_PER_RESULT * (k + 1))
-        positions = np.searchsorted(ids, found.ids)
-        for row, (cols, scores) in enumerate(zip(positions, found.scores, strict=True)):
-            a = start + row
-            for b, score in zip(cols, scores, strict=True):
-                if score < floor:
-                    break
-                if b != a and b < len(ids):
-                    key = (min(a, b), max(a, b))
-                    pairs[key] = max(pairs.get(key, -1.0), float(score))
-    return sorted(((s, a, b) for (a, b), s in pairs.items()), reverse=True)
-
-
-class _Groups:
-    """Union of positions under a complete-linkage constraint checked on the stored vectors."""
-
-    def __init__(self, matrix: np.ndarray, pair_scores: dict[tuple[int, int], float] | None = None) -> None:
-        self.matrix = matrix
-        self.pair_scores = pair_scores or {}  # found through copy variants: may beat the own-vector cosine
-        self.group_of: dict[int, list[int]] = {}
-
-    def members(self, position: int) -> list[int]:
-        return self.group_of.get(position, [position])
-
-    def try_merge(self, a: int, b: int, min_score: float) -> bool:
-        group_a, group_b = self.members(a), self.members(b)
-        if group_a is group_b or a in group_b:
-            return False
-        cross = self.matrix[group_a].astype(np.float32) @ self.matrix[group_b].astype(np.float32).T
-        if self.pair_scores:
-            for i, x in enumerate(group_a):
-                for j, y in enumerate(group_b):
-                    cross[i, j] = max(cross[i, j], self.pair_scores.get((min(x, y), max(x, y)), -1.0))
-        if cross.min() < min_score:
-            return False
-        merged = group_a + group_b
-        for position in merged:
-            self.group_of[position] = merged
-        return True
-
-    def groups(self) -> list[list[int]]:
-        unique = {id(group): group for group in self.group_of.values()}
-        return [sorted(group) for group in unique.values()]
-
-
 def find_duplicates(
     index,
     threshold: float | None = None,
     group_min_score: float | None = None,
     k: int = 20,
-    keep: Sequence[str] = ("resolution", "size", "oldest"),
+    keep: Sequence[str] = DEFAULT_KEEP,
     verify: bool = False,
+    progress=None,
 ) -> list[DuplicateGroup]:
-    """Groups of duplicates in an index, largest groups first. See the module docstring for the method."""
+    """Groups of duplicates in an index, largest groups first. See the module docstring for the method.
+
+    `progress(done, total, what)` is called as candidate pairs are verified and groups described."""
     for rule in keep:
         if rule not in KEEP_RULES:
             raise LookalikeError(f"unknown keep rule '{rule}': choose from {', '.join(KEEP_RULES)}")
@@ -156,23 +114,28 @@ def find_duplicates(
         return []
     floor = min(threshold, RESCUE_FLOOR) if verify else threshold
     # Rescue candidates are verified one by one, so keep their number small: a few neighbours per image.
-    pairs = candidate_pairs(searcher, matrix, ids, min(k, 5) if verify else k, floor)
-    verifier = _Verifier(index, ids) if verify else None
-    groups = _Groups(matrix, {(a, b): s for s, a, b in pairs})
+    pairs = candidate_pairs(searcher, matrix, ids, min(k, 5) if verify else k, floor,
+                            candidates_per_result=DUPES_CANDIDATES_PER_RESULT)
+    images = RunImages(index, ids)
+    groups = Groups(matrix, {(a, b): s for s, a, b in pairs})
     refused: list[tuple[float, int, int]] = []
-    verified_pairs: dict[tuple[int, int], bool] = {}
-    for score, a, b in pairs:
-        if verifier is not None and score < SURE_SCORE:
-            verified_pairs[(a, b)] = verifier.check(a, b)
-            if not verified_pairs[(a, b)]:
-                continue  # unconfirmed rescue candidate, or a pair the local features contradict
-        merged = groups.try_merge(a, b, group_min_score if score >= threshold else min(group_min_score, RESCUE_FLOOR))
-        if not merged and score >= threshold and groups.members(a) is not groups.members(b):
+    for done, (score, a, b) in enumerate(pairs, 1):
+        if score < threshold:  # a rescue candidate: only local features can admit it
+            if images.verify(a, b).verified:
+                groups.try_merge(a, b, min(group_min_score, RESCUE_FLOOR))
+        elif not groups.try_merge(a, b, group_min_score) and groups.members(a) is not groups.members(b):
             refused.append((score, a, b))
-    details = index.catalog.details(int(ids[p]) for group in groups.groups() for p in group)
-    result = [_describe(index, ids, matrix, group, details, keep, verified_pairs if verify else None)
-              for group in groups.groups()]
-    _attach_links(index, ids, groups, result, refused)
+        if progress is not None and verify:
+            progress(done, len(pairs), "verifying pairs")
+    found = groups.groups()
+    details = index.catalog.details(int(ids[p]) for group in found for p in group)
+    result = []
+    for number, group in enumerate(found, 1):
+        result.append(_describe(index, ids, matrix, group, details, keep, images, verify))
+        images.forget()
+        if progress is not None:
+            progress(number, len(found), "choosing keepers")
+    _attach_links(index, ids, result, refused)
     from lookalike.copyindex import attach_copy_scores
 
     attach_copy_scores(result, ids, matrix, searcher)
@@ -192,7 +155,7 @@ def _dupes_vectors(index):
     return index.model_id, ids, matrix, index.vectors()
 
 
-def _attach_links(index, ids, groups: _Groups, result: list[DuplicateGroup], refused) -> None:
+def _attach_links(index, ids, result: list[DuplicateGroup], refused: list[tuple[float, int, int]]) -> None:
     """Pairs the group-diameter rule refused are reported as links on the group of one of them, not lost."""
     if not refused:
         return
@@ -206,57 +169,59 @@ def _attach_links(index, ids, groups: _Groups, result: list[DuplicateGroup], ref
             by_member[id_a].links.append((paths[id_a], paths[id_b], float(score)))
 
 
-class _Verifier:
-    def __init__(self, index, ids: np.ndarray) -> None:
-        from lookalike.verify import FeatureCache
-
-        self.index, self.ids, self.cache = index, ids, FeatureCache()
-        self.paths = index.catalog.paths_for(ids.tolist())
-
-    def _features(self, position: int):
-        from lookalike.images import load_image
-
-        image_id = int(self.ids[position])
-        try:
-            return self.cache.features(image_id, load_image(self.index.read(self.paths[image_id])))
-        except ImageError:
-            return None, None
-
-    def check(self, a: int, b: int) -> bool:
-        from lookalike.verify import verify_features
-
-        return verify_features(self._features(a), self._features(b)).verified
-
-
-def _describe(index, ids, matrix, group, details, keep, verified_pairs) -> DuplicateGroup:
-    members = []
+def _describe(index, ids, matrix, group, details, keep, images: RunImages, verify: bool) -> DuplicateGroup:
+    members, position_of = [], {}
     for position in group:
         path, width, height, size, mtime_ns, _, _ = details[int(ids[position])]
-        members.append((position, Member(int(ids[position]), path, index.source.full_path(path), width, height, size,
-                                         mtime_ns)))
-    members.sort(key=lambda pm: keeper_key(pm[1], keep))
-    (keeper_position, keeper), rest = members[0], members[1:]
-    for position, member in rest:
-        score = matrix[position].astype(np.float32) @ matrix[keeper_position].astype(np.float32)
+        member = Member(int(ids[position]), path, index.source.full_path(path), width, height, size, mtime_ns)
+        if "quality" in keep and index.root is not None:
+            member.quality = jpeg_quality(member.path)
+        members.append(member)
+        position_of[member.id] = position
+    analyse = "original" in keep and images.enabled
+    ordered, reason = order_members(
+        members, keep,
+        image_of=(lambda m: images.image(position_of[m.id])) if analyse else None,
+        verify_of=(lambda m, n: images.verify(position_of[m.id], position_of[n.id])) if analyse else None)
+    keeper, reason = _oldest_twin(ordered, reason, lambda m: images.image(position_of[m.id]))
+    rest = [m for m in ordered if m is not keeper]
+    for member in rest:
+        score = matrix[position_of[member.id]].astype(np.float32) @ matrix[position_of[keeper.id]].astype(np.float32)
         member.score = float(np.clip(score, -1.0, 1.0))
-        if verified_pairs is not None:
-            pair = (min(position, keeper_position), max(position, keeper_position))
-            member.verified = verified_pairs.get(pair)
-    return DuplicateGroup(keeper, [m for _, m in sorted(rest, key=lambda pm: -pm[1].score)])
+        if verify or analyse:
+            check = images.verify(position_of[member.id], position_of[keeper.id])
+            member.verified = check.verified if verify else None
+            if check.verified:
+                region = check.region()
+                member.region = {"in": member.relative_path if region["in"] == "a" else keeper.relative_path,
+                                 "quad": region["quad"]}
+    return DuplicateGroup(keeper, sorted(rest, key=lambda m: -m.score), reason)
+
+
+def _oldest_twin(ordered: list[Member], reason: str, image_of) -> tuple[Member, str]:
+    """Among files with the keeper's very pixels (copies, metadata edits: their size says nothing about
+    quality), keep the oldest, then the one with the shortest path."""
+    from lookalike.compare import pixel_md5
+
+    keeper = ordered[0]
+    same_size = [m for m in ordered[1:] if (m.width, m.height) == (keeper.width, keeper.height)]
+    if not same_size or image_of(keeper) is None:
+        return keeper, reason
+    pixels = pixel_md5(image_of(keeper))
+    twins = [keeper, *(m for m in same_size if image_of(m) is not None and pixel_md5(image_of(m)) == pixels)]
+    if len(twins) == 1:
+        return keeper, reason
+    oldest = min(twins, key=lambda m: (m.mtime_ns, m.relative_path.count("/"), len(m.relative_path),
+                                       m.relative_path))
+    if oldest is keeper:
+        return keeper, f"{reason}; the oldest of {len(twins)} files with identical pixels"
+    derived = [part for part in reason.split("; ") if part.startswith("the others include")]
+    return oldest, "; ".join([*derived, f"the oldest of {len(twins)} files with identical pixels"])
 
 
 def keeper_key(member: Member, keep: Sequence[str]) -> tuple:
-    """Sort key: the first member under it is the one to keep."""
-    parts = []
-    for rule in keep:
-        parts.append({
-            "resolution": -member.width * member.height,
-            "size": -member.size,
-            "oldest": member.mtime_ns,
-            "newest": -member.mtime_ns,
-            "shortest-path": len(member.relative_path),
-        }[rule])
-    return (*parts, member.relative_path)
+    """Sort key from file facts alone: the first member under it is the best copy."""
+    return metadata_key(member, keep)
 
 
 def pixel_hash(source) -> str | None:
@@ -310,97 +275,10 @@ def find_in_index(index, folder: str | os.PathLike, threshold: float | None = No
     return found
 
 
-# -- outputs and actions ---------------------------------------------------------------------------
-
-def write_csv(groups: list[DuplicateGroup], out) -> None:
-    writer = csv.writer(out)
-    writer.writerow(["group", "role", "path", "score", "exact", "verified", "width", "height", "size"])
-    for number, group in enumerate(groups, 1):
-        for member in group.members:
-            role = "keep" if member is group.keeper else "duplicate"
-            writer.writerow([number, role, member.path, f"{member.score:.6f}", member.exact, member.verified,
-                             member.width, member.height, member.size])
 
 
-def apply_actions(groups: list[DuplicateGroup], root: Path, move_to: Path | None = None,
-                  link_to: Path | None = None, dry_run: bool = True) -> list[str]:
-    """Move duplicates out of the way (`move_to`, keeping their relative paths) or lay out every group as
-    symlinks for review (`link_to`). Never deletes. Returns what was (or, dry run, would be) done."""
-    if root is None:
-        raise LookalikeError("--move-to and --link-to work on local folders only")
-    done = []
-    for number, group in enumerate(groups, 1):
-        if link_to is not None:
-            for member in group.members:
-                role = "keep" if member is group.keeper else "dup"
-                target = link_to / f"group-{number:04d}" / f"{role}--{member.relative_path.replace('/', '--')}"
-                done.append(f"link {target} -> {member.path}")
-                if not dry_run:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    if not target.is_symlink():
-                        target.symlink_to(member.path)
-        if move_to is not None:
-            for member in group.others:
-                target = move_to / member.relative_path
-                done.append(f"move {member.path} -> {target}")
-                if not dry_run:
-                    if target.exists():
-                        raise LookalikeError(f"{target} already exists; nothing was overwritten")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.move(member.path, target)
-    return done
+from lookalike.dupes_report import REPORT_CSS, thumbnail_data_uri, write_csv, write_html_report  # noqa: E402
+from lookalike.moves import apply_actions  # noqa: E402
 
-
-def thumbnail_data_uri(source, size: int = 200) -> str:
-    """A small JPEG as a data: URI, from a path or from encoded bytes ("" when unreadable)."""
-    import base64
-
-    from lookalike.images import load_image
-
-    try:
-        image = load_image(source, draft_size=size)
-    except ImageError:
-        return ""
-    image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def write_html_report(groups: list[DuplicateGroup], out_file: Path, title: str = "lookalike duplicates",
-                      read=None) -> None:
-    """A self-contained page (thumbnails embedded) with each group side by side and the keeper marked.
-    `read(relative_path)` fetches images of remote sources (see `Index.read`)."""
-    from html import escape
-
-    cards = []
-    for number, group in enumerate(groups, 1):
-        tiles = []
-        for member in group.members:
-            is_keeper = member is group.keeper
-            badges = "KEEP" if is_keeper else f"{member.score:.3f}" + (" · exact" if member.exact else "") + (
-                " · verified" if member.verified else "")
-            tiles.append(
-                f'<figure class="{"keep" if is_keeper else "dup"}"><img loading="lazy" alt="" '
-                f'src="{thumbnail_data_uri(read(member.relative_path) if read else member.path)}">'
-                f'<figcaption><b>{escape(badges)}</b><br>'
-                f'{escape(member.relative_path)}<br>{member.width}×{member.height} · {member.size / 1024:.0f} KB'
-                "</figcaption></figure>"
-            )
-        cards.append(f'<section><h2>Group {number} · {len(group.members)} images</h2>{"".join(tiles)}</section>')
-    out_file.write_text(
-        f"<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<title>{escape(title)}</title><style>{REPORT_CSS}</style><h1>{escape(title)}</h1>"
-        f"<p>{len(groups)} groups. The suggested keeper has a green frame; scores are cosine similarity to it.</p>"
-        + "".join(cards),
-        encoding="utf-8",
-    )
-
-
-REPORT_CSS = """
-body{font:14px system-ui,sans-serif;margin:1rem;background:#f6f7f9;color:#222}
-section{background:#fff;border-radius:8px;padding:.5rem 1rem;margin:0 0 1rem;box-shadow:0 1px 3px #0002}
-h2{font-size:15px}figure{display:inline-block;vertical-align:top;margin:.3rem;width:210px}
-img{max-width:200px;max-height:200px;border:4px solid #ddd;border-radius:4px}
-.keep img{border-color:#2a9d50}figcaption{font-size:12px;word-break:break-all}
-"""
+__all__ = ["DuplicateGroup", "Member", "REPORT_CSS", "apply_actions", "find_duplicates", "find_in_index",
+           "keeper_key", "thumbnail_data_uri", "write_csv", "write_html_report"]

@@ -34,7 +34,10 @@ JUNK_DIRS = frozenset(
 # Guard against decompression bombs; a 200 MP phone photo still fits. Override with LOOKALIKE_MAX_PIXELS.
 DEFAULT_MAX_PIXELS = 250_000_000
 DEFAULT_DECODE_PIXELS = 300_000_000  # pixels decoding at once (all threads): one 250 MP image, or 25 x 12 MP photos
-BACKGROUND = (255, 255, 255)
+# Transparent pixels are composited on a neutral grey: white or black artwork on a transparent background
+# (icons, logos, stamps) keeps its shape; on white, white artwork became a blank image and every such image
+# matched every other at 1.0.
+BACKGROUND = (128, 128, 128)
 
 ImageSource = str | os.PathLike | bytes | BinaryIO
 
@@ -76,7 +79,7 @@ def scan(root: str | os.PathLike, include_hidden: bool = False) -> ScanResult[Sc
                 continue
             try:
                 if entry.is_dir(follow_symlinks=True):
-                    if entry.name not in JUNK_DIRS:
+                    if entry.name not in JUNK_DIRS and not is_output_folder(entry.path):
                         subdirs.append((Path(entry.path), rel + "/"))
                     continue
                 if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
@@ -94,6 +97,13 @@ def scan(root: str | os.PathLike, include_hidden: bool = False) -> ScanResult[Sc
                 result.problems.append((rel, "not a regular file (a pipe, socket or device)"))
         pending.extend(reversed(subdirs))  # depth-first, in name order
     return result
+
+
+def is_output_folder(path: str | os.PathLike) -> bool:
+    """Folders lookalike wrote (moved duplicates, reports, evaluation sets) carry a marker: never indexed."""
+    from lookalike.moves import OUTPUT_MARKER
+
+    return os.path.exists(os.path.join(path, OUTPUT_MARKER))
 
 
 def _os_reason(exc: OSError) -> str:
@@ -172,7 +182,7 @@ def decode_budget() -> PixelBudget:
 
 
 def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: int | None = None) -> Image.Image:
-    """Decode an image to RGB, upright (EXIF orientation), alpha composited on white, first frame only.
+    """Decode an image to RGB, upright (EXIF orientation), alpha composited on grey, first frame only.
 
     `draft_size` lets the JPEG decoder skip detail that a model resizing to that size would throw away
     (4-8x faster on phone photos); leave it None where exact pixels matter (hashes, pixel MD5).
@@ -271,9 +281,16 @@ def is_url(text: str) -> bool:
 
 
 def open_query_image(source: str | os.PathLike | bytes | Image.Image, draft_size: int | None = None) -> Image.Image:
-    """A query image from a path, an http(s) URL, raw bytes or an already decoded PIL image."""
+    """A query image from a path, an http(s) URL, raw bytes or an already decoded PIL image; errors name it."""
     if isinstance(source, Image.Image):
         return to_rgb(source)
-    if isinstance(source, str) and is_url(source):
-        return load_image(read_source_bytes(source), draft_size)
-    return load_image(source, draft_size)
+    try:
+        if isinstance(source, str) and is_url(source):
+            return load_image(read_source_bytes(source), draft_size)
+        if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+            raise ImageError("is a folder, not an image file (give the images in it, e.g. FOLDER/*.jpg)")
+        return load_image(source, draft_size)
+    except ImageError as exc:
+        if isinstance(source, (str, os.PathLike)) and str(source) not in str(exc):
+            raise ImageError(f"{source}: {exc}") from exc
+        raise

@@ -122,7 +122,8 @@ def query_vector(embedder: Embedder, query: Query) -> np.ndarray:
         vectors = embedder.embed_texts([str(term.value) for term in texts])
         total += sum(term.weight * vector for term, vector in zip(texts, vectors, strict=True))
     if images:
-        decoded = [_open(term.value) for term in images]
+        # The indexer's decode exactly (JPEG draft size included), so an indexed file is its own first hit at 1.0.
+        decoded = [_open(term.value, embedder.draft_size) for term in images]
         vectors = embedder.embed_images(decoded)
         total += sum(term.weight * vector for term, vector in zip(images, vectors, strict=True))
     if np.linalg.norm(total) < 1e-6:
@@ -130,7 +131,29 @@ def query_vector(embedder: Embedder, query: Query) -> np.ndarray:
     return l2_normalize(total)
 
 
-def _open(value) -> Image.Image:
+def _open(value, draft_size: int | None = None) -> Image.Image:
     if isinstance(value, str):
         value = os.path.expanduser(value)
-    return open_query_image(value)
+    return open_query_image(value, draft_size)
+
+
+def break_point(scores: list[float], threshold: float | None = None, min_gap: float = 0.1) -> tuple[int, str] | None:
+    """Where results stop being matches: (position of the first non-match, why), or None.
+
+    With a threshold (image queries: the index's near-duplicate threshold) the first result below it, if the top
+    one clears it. Otherwise the largest drop between consecutive scores, if it is at least `min_gap` and three
+    times the typical drop (real matches 0.83-0.86 then the rest <= 0.32 is such a gap; a smooth decline is not).
+    """
+    if not scores:
+        return None
+    if threshold is not None and scores[0] >= threshold:
+        below = next((i for i, s in enumerate(scores) if s < threshold), None)
+        return None if below is None else (below, f"cosine under the near-duplicate threshold {threshold:.2f}")
+    if len(scores) < 2:
+        return None
+    drops = -np.diff(np.asarray(scores, np.float64))
+    position = int(np.argmax(drops))
+    typical = float(np.median(np.delete(drops, position))) if len(drops) > 1 else 0.0
+    if drops[position] >= min_gap and drops[position] >= 3 * typical:
+        return position + 1, f"a gap of {drops[position]:.2f} in the scores"
+    return None

@@ -13,9 +13,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 
-from lookalike.api import Index
-from lookalike.errors import IndexUnusableError, ModalityError
+from lookalike.api import Index, SearchResult
+from lookalike.errors import IndexUnusableError, ModalityError, QueryError
 from lookalike.names import json_text
+from lookalike.rerank import pool_size, verify_matches
 from lookalike.server.safety import RequestRejected, fetch
 from lookalike.server.work import Jobs, WorkerPool
 
@@ -41,8 +42,10 @@ class Context:
 
         return load_image(data, pixel_limit=self.pixel_limit)
 
-    def search(self, k: int, min_score: float | None, image=None, text: str | None = None) -> dict:
-        """Embed outside the lock (the slow part, thread-safe), search under it."""
+    def search(self, k: int, min_score: float | None, image=None, text: str | None = None,
+               verify: bool = False) -> dict:
+        """Embed outside the lock (the slow part, thread-safe), search under it; verification (local features on
+        a wider pool of candidates, files read by path) runs outside it too."""
         from lookalike.search import make_query, query_vector
 
         query = make_query(image=image, text=[text] if text else None)
@@ -50,8 +53,14 @@ class Context:
             raise ModalityError(f"this index uses {self.index.model_id}, which embeds images only, so it cannot "
                                 "search by text; re-index with a text-capable model (--model clip --reindex)")
         vector = query_vector(self.index.embedder, query)
+        if verify and image is None:
+            raise QueryError("verify needs a query image")
         with self.lock:
-            [result] = self.index.search_vectors(vector[None], [query.label], k=k, min_score=min_score)
+            [result] = self.index.search_vectors(vector[None], [query.label], k=pool_size(k) if verify else k,
+                                                 min_score=min_score)
+        if verify:
+            result = SearchResult(result.query, verify_matches(self.index, image, result.matches, k),
+                                  result.method + "+verify")
         return results(result)
 
     @contextmanager
@@ -98,10 +107,13 @@ def search_routes(ctx: Context) -> APIRouter:
     @router.post("/api/search/image")
     async def search_image(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=500)] = 20,
                            min_score: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
-                           text: Annotated[str | None, Form(max_length=1000)] = None) -> dict:
-        """Search by an uploaded image (optionally mixed with text terms, e.g. '-night')."""
+                           text: Annotated[str | None, Form(max_length=1000)] = None,
+                           verify: Annotated[bool, Form()] = False) -> dict:
+        """Search by an uploaded image (optionally mixed with text terms, e.g. '-night'); `verify` puts copies
+        proven by local features first, with the region they cover."""
         data = await read_upload(file, ctx.upload_limit)
-        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data), text=text))
+        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data), text=text,
+                                                       verify=verify))
         result["query"] = json_text(file.filename or "upload")
         return result
 
@@ -111,9 +123,10 @@ def search_routes(ctx: Context) -> APIRouter:
         return await ctx.pool.run(lambda: ctx.search(k, min_score, text=q))
 
     @router.get("/api/search/url")
-    async def search_url(url: Annotated[str, Query(max_length=4000)], k: TopK = 20, min_score: Score = None) -> dict:
+    async def search_url(url: Annotated[str, Query(max_length=4000)], k: TopK = 20, min_score: Score = None,
+                         verify: bool = False) -> dict:
         data = await fetch(url, ctx.upload_limit, allow_private=ctx.allow_private_urls)
-        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data)))
+        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data), verify=verify))
         result["query"] = url
         return result
 

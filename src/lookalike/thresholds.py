@@ -1,0 +1,113 @@
+"""The near-duplicate threshold in use, and where it came from.
+
+A calibrated threshold silently changes what `dupes` reports, so every place that uses one says which it is: the
+model's default, or the value `lookalike calibrate` measured (when, on how many images). `calibrate --reset` and
+`index --reindex` (a new model) return to the default.
+
+`calibrate` also refuses a threshold that would merge clearly distinct photos of its own set: if two different
+originals are at least that similar, the measurement is wrong for this collection, whatever precision it reached.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike.errors import LookalikeError
+
+
+@dataclass(frozen=True)
+class ThresholdInfo:
+    value: float
+    source: str  # "default" or "calibrated"
+    model: str
+    calibrated_at: float | None = None
+    images: int | None = None
+    default: float | None = None
+
+    def describe(self) -> str:
+        if self.source == "calibrated":
+            when = datetime.datetime.fromtimestamp(self.calibrated_at).date().isoformat() if self.calibrated_at \
+                else "an earlier run"
+            count = f" from {self.images} images" if self.images else ""
+            return (f"{self.value:.4f} (calibrated on {when}{count}; "
+                    f"`lookalike calibrate --reset` restores the default {self.default:.4f})")
+        return f"{self.value:.4f} ({self.model} default)"
+
+    def as_dict(self) -> dict:
+        return {"value": round(self.value, 6), "source": self.source, "model": self.model,
+                "calibrated_at": self.calibrated_at, "images": self.images, "default": self.default,
+                "description": self.describe()}
+
+
+def threshold_info(model_id: str, catalog) -> ThresholdInfo:
+    from lookalike.dupes import DEFAULT_THRESHOLDS, FALLBACK_THRESHOLD
+
+    default = DEFAULT_THRESHOLDS.get(model_id, FALLBACK_THRESHOLD)
+    stored = (catalog.get_meta("thresholds") or {}).get(model_id)
+    if stored is None:
+        return ThresholdInfo(default, "default", model_id, default=default)
+    details = (catalog.get_meta("calibration") or {}).get(model_id, {})
+    return ThresholdInfo(float(stored), "calibrated", model_id, details.get("at"), details.get("images"), default)
+
+
+def store_calibration(catalog, model_id: str, value: float, images: int, at: float) -> None:
+    thresholds = catalog.get_meta("thresholds") or {}
+    calibration = catalog.get_meta("calibration") or {}
+    with catalog.transaction() as conn:
+        catalog.set_meta(conn, thresholds={**thresholds, model_id: value},
+                         calibration={**calibration, model_id: {"at": at, "images": images}})
+
+
+def reset_calibration(catalog, model_id: str | None = None) -> bool:
+    """Forget the calibrated threshold of one model (all models when None); True if there was one."""
+    thresholds = catalog.get_meta("thresholds") or {}
+    calibration = catalog.get_meta("calibration") or {}
+    had = bool(thresholds) if model_id is None else model_id in thresholds
+    keep = {} if model_id is None else {m: v for m, v in thresholds.items() if m != model_id}
+    keep_details = {} if model_id is None else {m: v for m, v in calibration.items() if m != model_id}
+    with catalog.transaction() as conn:
+        catalog.set_meta(conn, thresholds=keep, calibration=keep_details)
+    return had
+
+
+def check_separates(value: float, names: list[str], vectors: np.ndarray) -> None:
+    """Refuse a threshold at or below the similarity of two distinct originals of the calibration set."""
+    worst = None
+    for (a, va), (b, vb) in itertools.combinations(zip(names, vectors, strict=True), 2):
+        score = float(va @ vb)
+        if score >= value and (worst is None or score > worst[0]):
+            worst = (score, a, b)
+    if worst is not None:
+        raise LookalikeError(
+            f"the measured threshold {value:.4f} would call two different originals duplicates "
+            f"({worst[1]} and {worst[2]}: cosine {worst[0]:.4f}); nothing was stored. Calibrate on more, "
+            "more varied originals, or pass `dupes --threshold` explicitly.")
+
+
+def calibrate(index, originals, workdir, seed: int = 0) -> tuple[ThresholdInfo, object]:
+    """Measure the index model's threshold at 90 % precision on edited copies of `originals` (generated in
+    `workdir`), check it keeps the originals apart, and store it. Returns (the stored threshold, the report)."""
+    import time
+    from pathlib import Path
+
+    from lookalike.evaluate import evaluate_model, generate_copy_detection_set
+    from lookalike.images import scan
+    from lookalike.indexer import embed_files
+
+    files = scan(originals).files
+    if len(files) < 4:
+        raise LookalikeError(f"{originals} holds {len(files)} images: calibrate needs at least 4 distinct originals")
+    dataset = generate_copy_detection_set(Path(originals), Path(workdir) / "data", seed=seed)
+    report = evaluate_model(dataset, index.model_id)
+    value = report.threshold_at_90_precision
+    if value is None:
+        raise LookalikeError(f"{index.model_id} never reached 90 % precision on these images; nothing was stored")
+    embedded = [(f.relpath, v) for f, v, error in embed_files(files, index.embedder, path_of=lambda f: f.path)
+                if error is None]
+    check_separates(value, [name for name, _ in embedded], np.stack([v for _, v in embedded]))
+    store_calibration(index.catalog, index.model_id, value, len(files), time.time())
+    return threshold_info(index.model_id, index.catalog), report
