@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lookalike.creation import create_index_file, record_identity
 from lookalike.errors import IndexUnusableError, ModalityError
 from lookalike.indexer import ProgressCallback, UpdateReport, update_index
+from lookalike.location import find_index, locate, resolve_db
 from lookalike.models.base import Embedder
 from lookalike.models.registry import DEFAULT_MODEL, canonical_model_id, load_embedder
+from lookalike.records import IndexInfo, Match, SearchResult
 from lookalike.search import Query, make_query, query_vector
 from lookalike.settings import IndexSettings, parse_size
 from lookalike.sources import is_remote, is_url_list, open_source
@@ -21,123 +22,14 @@ from lookalike.store.base import VectorStore
 from lookalike.store.catalog import Catalog
 from lookalike.store.lock import writer_lock
 from lookalike.store.policy import open_store
+from lookalike.verbs import CollectionVerbs
+
+__all__ = ["Index", "IndexInfo", "Match", "SearchResult", "compare", "find_index", "open", "resolve_db"]
 
 if TYPE_CHECKING:
-    from lookalike.cluster import Clustering
-    from lookalike.dupes import DuplicateGroup
-    from lookalike.fusion import FusedMatch
-    from lookalike.recognize import Recognition
+    pass
 
-INDEX_DIRNAME = ".lookalike"
-DB_FILENAME = "index.db"
-
-
-@dataclass(frozen=True)
-class Match:
-    id: int
-    path: str  # absolute path (or URL) of the image file
-    relative_path: str  # relative to the indexed folder: the catalog's key
-    score: float  # cosine similarity in [-1, 1], higher = more similar
-    copy_score: float | None = None  # copy lookups: score minus β × the query's second-best (lookalike.copyindex)
-    verification: dict | None = None  # with verify=True: {"verified", "inliers", "mirrored", "region", ...}
-
-    @property
-    def percent(self) -> float:
-        """The (cos + 1) / 2 percentage that tutorials show."""
-        return (self.score + 1) * 50
-
-    def as_dict(self) -> dict:
-        found = {"id": self.id, "path": self.path, "relative_path": self.relative_path,
-                 "score": round(self.score, 6), "percent": round(self.percent, 2)}
-        if self.copy_score is not None:
-            found["copy_score"] = round(self.copy_score, 6)
-        if self.verification is not None:
-            found["verification"] = self.verification
-        return found
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    query: str
-    matches: list[Match]
-    method: str  # "exact" or the ANN structure used
-
-    def as_dict(self) -> dict:
-        return {"query": self.query, "method": self.method, "results": [m.as_dict() for m in self.matches]}
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    root: str
-    db: str
-    model: str
-    dim: int
-    images: int
-    skipped: int
-    size_bytes: int
-    created_at: float | None
-    updated_at: float | None
-    preprocessing: dict
-    store: str = "embedded (SQLite + FAISS)"
-    search_structure: str = ""  # as of the last search ('' before the first)
-    settings: dict = field(default_factory=dict)  # IndexSettings, as stored
-    models: dict | None = None  # what serves what (search, text, dupes and copy lookups), vectors per model
-    threshold: dict | None = None  # the near-duplicate threshold in use and its source (see thresholds.py)
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def find_index(start: str | os.PathLike = ".") -> Path | None:
-    """The nearest `.lookalike/index.db` at or above `start`, the way git finds `.git`."""
-    here = Path(start).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / INDEX_DIRNAME / DB_FILENAME
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def resolve_db(db: str | os.PathLike | None) -> Path:
-    """`--db` names either the SQLite file or a folder to keep `index.db` in."""
-    path = Path(db).expanduser()
-    if path.suffix in (".db", ".sqlite", ".sqlite3") or path.is_file():
-        return path.resolve()
-    if not (path / DB_FILENAME).is_file() and (path / INDEX_DIRNAME / DB_FILENAME).is_file():
-        return (path / INDEX_DIRNAME / DB_FILENAME).resolve()  # --db PHOTOS_DIR: the index inside it
-    return (path / DB_FILENAME).resolve()
-
-
-def _locate(folder: str | os.PathLike | None, db: str | os.PathLike | None, create: bool
-            ) -> tuple[Path, str | None]:
-    """(the index's SQLite file, the folder or remote location to index, if named)."""
-    remote = folder is not None and (is_remote(str(folder)) or is_url_list(str(folder)))
-    if db is not None:
-        db_file = resolve_db(db)
-    elif remote:
-        raise IndexUnusableError(f"{folder} is not a local folder: name where to keep its index with --db PATH")
-    elif folder is not None:
-        db_file = Path(folder).expanduser().resolve() / INDEX_DIRNAME / DB_FILENAME
-    else:
-        found = find_index()
-        if found is None:
-            raise IndexUnusableError(
-                "no lookalike index here or in any parent folder: run `lookalike index PHOTOS_DIR` first, "
-                "or pass --db PATH"
-            )
-        db_file = found
-    exists = db_file.is_file()
-    if not exists and not create:
-        raise IndexUnusableError(f"no index at {db_file}: run `lookalike index PHOTOS_DIR` first")
-    if not exists and folder is None:
-        raise IndexUnusableError(f"no index at {db_file}: name the folder to index")
-    location = None if folder is None else str(folder) if remote else str(Path(folder).expanduser().resolve())
-    if not exists and not open_source(location).exists():
-        raise IndexUnusableError(f"{folder} is not a folder" + ("" if not remote else " that can be listed"))
-    return db_file, location
-
-
-class Index:
+class Index(CollectionVerbs):
     """A folder of images and its persistent index. Thread-safe for concurrent searches."""
 
     def __init__(self, db_file: Path, location: str, catalog: Catalog, model_id: str) -> None:
@@ -169,20 +61,22 @@ class Index:
         With no folder and no db, the index is found from the current directory upwards. `store` and
         `memory_budget` change the index's stored settings (see `IndexSettings`); left out, they stay as stored.
         """
-        db_file, location = _locate(folder, db, create)
+        db_file, location = locate(folder, db, create)
         # Load the model before writing anything, so a model that can't load leaves no empty index behind.
         main_model = (model or "").split(",")[0].strip() or None  # `--model clip,sscd`: clip is the main model
         new_embedder = None if db_file.is_file() else load_embedder(main_model or DEFAULT_MODEL)
         if new_embedder is not None:
             assert location is not None  # _locate refuses a new index without a folder
-            cls._create_file(db_file, location, new_embedder)
+            create_index_file(db_file, location, new_embedder)
         catalog = Catalog(db_file)
         try:
             index = cls._from_catalog(db_file, location, catalog, new_embedder or main_model)
             if new_embedder is not None and new_embedder.id == index.model_id:
                 index._embedder = new_embedder  # created just now: keep the model loaded for it
             index.configure(store=store, memory_budget=memory_budget)
-            model = index._add_models(model, copy_extras)
+            from lookalike.copyindex import add_models
+
+            model = add_models(index, model, copy_extras)
             if model is not None and canonical_model_id(model) != index.model_id:
                 if not reindex:
                     raise IndexUnusableError(
@@ -215,42 +109,9 @@ class Index:
             )
         return cls(db_file, root, catalog, catalog.get_meta("model"))
 
-    @staticmethod
-    def _create_file(db_file: Path, root: str, embedder: Embedder) -> None:
-        """A new index appears whole or not at all: written under a temporary name, then linked into place
-        (`link` fails if another process created it meanwhile; theirs is used). A `kill -9` between the schema
-        and the settings used to leave an index without its model, which the next run filled with the default."""
-        staging = db_file.with_name(f"{db_file.name}.creating-{os.getpid()}-{threading.get_ident()}")
-        try:
-            catalog = Catalog(staging)
-            Index._record_identity(catalog, db_file, root, embedder)
-            catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            catalog.close()
-            try:
-                os.link(staging, db_file)
-            except FileExistsError:  # created by another process meanwhile: use theirs
-                pass
-            except OSError:  # a file system without hard links (some network and FUSE mounts)
-                if not db_file.exists():
-                    os.replace(staging, db_file)
-        finally:
-            for leftover in staging.parent.glob(staging.name + "*"):
-                leftover.unlink(missing_ok=True)
-
-    @staticmethod
-    def _record_identity(catalog: Catalog, db_file: Path, root: str, embedder: Embedder) -> None:
-        """The folder, model, dimension and preprocessing that make a catalog this index."""
-        # A local folder is stored relative to the index, so a folder moved with its .lookalike keeps working.
-        remote = is_remote(root) or is_url_list(root)
-        stored_root = root if remote else os.path.relpath(root, db_file.parent)
-        with catalog.transaction() as conn:
-            catalog.set_meta(conn, root=stored_root, model=embedder.id, dim=embedder.dim,
-                             preprocessing=embedder.preprocessing(), created_at=time.time())
-            catalog.bump(conn)
-
     @classmethod
     def _create(cls, db_file: Path, root: str, catalog: Catalog, embedder: Embedder) -> Index:
-        cls._record_identity(catalog, db_file, root, embedder)
+        record_identity(catalog, db_file, root, embedder)
         index = cls(db_file, root, catalog, embedder.id)
         index._embedder = embedder
         return index
@@ -268,29 +129,6 @@ class Index:
         self.model_id = embedder.id
         self._embedder = embedder
         self._store = None
-
-    def _add_models(self, models: str | None, copy_extras: list[str] | None) -> str | None:
-        """`--model clip,sscd`: the first is the main model (returned, checked by the caller), the others are
-        recorded and embedded by the next update (only them); `copy_extras` (dihedral, regions) likewise."""
-        from lookalike.copies import EXTRAS
-
-        names = [n for n in (models or "").split(",") if n.strip()]
-        recorded = self.catalog.get_meta("models", [])
-        others = [canonical_model_id(n) for n in names[1:]]
-        for extra_id in others:
-            load_embedder(extra_id)  # refuse a model that can't load before recording it
-        wanted = [m for m in others if m != self.model_id and m not in recorded]
-        extras = sorted(set(copy_extras or ()))
-        if bad := [e for e in extras if e not in EXTRAS]:
-            raise IndexUnusableError(f"unknown copy variants {bad}: choose from {', '.join(EXTRAS)}")
-        if wanted or (copy_extras is not None and extras != self.catalog.get_meta("copy_extras", [])):
-            with self.catalog.transaction() as conn:
-                if copy_extras is not None:  # other variants: the copy model's rows are re-made
-                    conn.execute("DELETE FROM vectors")
-                    self.catalog.set_meta(conn, copy_extras=extras)
-                self.catalog.set_meta(conn, models=recorded + wanted)
-                self.catalog.bump(conn)
-        return names[0] if names else None
 
     def close(self) -> None:
         self.catalog.close()
@@ -416,65 +254,6 @@ class Index:
             ]
             results.append(SearchResult(label, matches, neighbours.method))
         return results
-
-    def similar(self, image_id: int, k: int = 10, min_score: float | None = None,
-                exact: bool = False) -> SearchResult:
-        """More like this: the images nearest an indexed image (itself first)."""
-        vector = self.catalog.vector_of(int(image_id))  # NotFoundError if there is none
-        name = self.catalog.paths_for([int(image_id)]).get(int(image_id), f"#{image_id}")
-        return self.search_vectors(vector[None], [name], k=k, min_score=min_score, exact=exact)[0]
-
-    def duplicates(self, threshold: float | None = None, group_min_score: float | None = None, k: int = 20,
-                   keep: Sequence[str] | None = None, verify: bool = False, progress=None) -> list[DuplicateGroup]:
-        """Groups of exact and near duplicates, largest first, each with a suggested keeper and the reason it was
-        chosen (see `dupes`); `progress(done, total, what)` follows verification and keeper choice."""
-        from lookalike.dupes import find_duplicates
-        from lookalike.keeper import DEFAULT_KEEP
-
-        return find_duplicates(self, threshold=threshold, group_min_score=group_min_score, k=k,
-                               keep=DEFAULT_KEEP if keep is None else keep, verify=verify, progress=progress)
-
-    def clusters(self, k: int | None = None, method: str = "kmeans", min_cluster_size: int = 5,
-                 seed: int = 0) -> Clustering:
-        """The collection clustered (KMeans with k, automatic k, or HDBSCAN); see `lookalike.cluster`."""
-        from lookalike.cluster import cluster_vectors
-
-        ids, matrix, _ = self.catalog.all_vectors(self.dim)
-        return cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
-
-    def recognize(self, images: list[str | os.PathLike], categories: str | os.PathLike,
-                  threshold: float | None = None) -> list[Recognition]:
-        """Which category (a folder of example folders, or a prompts YAML) each image belongs to, or unknown."""
-        from lookalike.recognize import load_categories
-
-        return load_categories(categories, self.embedder).recognize(list(images), threshold)
-
-    def fused_search(self, query: str | Query | None = None, *, image=None, text=None,
-                     labels: str | os.PathLike | dict[int, str] | None = None, image_weight: float = 0.5,
-                     k: int = 10) -> list[FusedMatch]:
-        """Catalogue search: image similarity fused with the similarity of each image's name (file name, or a
-        CSV `path,label`) to the query, both standardised per query."""
-        from lookalike.fusion import fused_search, load_labels
-
-        names = labels if isinstance(labels, dict) else load_labels(self, labels)
-        return fused_search(self, make_query(image=image, text=text, query=query), names,
-                            image_weight=image_weight, k=k)
-
-    def find_copies(self, images: list, k: int = 10, min_score: float | None = None) -> list[SearchResult]:
-        """Originals of edited copies: the copy model (sscd, pdq, …) with flips, turns and stored variants."""
-        from lookalike.copyindex import find_copies
-
-        return find_copies(self, images, k=k, min_score=min_score)
-
-    def _verified_search(self, query: Query, k: int, min_score: float | None, exact: bool) -> SearchResult:
-        from lookalike.errors import QueryError
-        from lookalike.rerank import pool_size, query_image_of, verify_matches
-
-        image = query_image_of(query)
-        if image is None:
-            raise QueryError(f"--verify needs a query with exactly one image ({query.label!r} has none or several)")
-        [found] = self.search_many([query], k=pool_size(k), min_score=min_score, exact=exact)
-        return SearchResult(found.query, verify_matches(self, image, found.matches, k), found.method + "+verify")
 
     def read(self, relative_path: str):
         """What `load_image` needs to read an indexed image: a local path, or its bytes from a remote source."""

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lookalike.copies import QUERY_DIHEDRAL, best_per_image, extra_kinds, variant_images, variant_vectors
-from lookalike.errors import ImageError
+from lookalike.errors import ImageError, IndexUnusableError
 from lookalike.images import load_image
-from lookalike.models.registry import COPY_THRESHOLDS, load_embedder
+from lookalike.models.registry import COPY_THRESHOLDS, canonical_model_id, load_embedder
 from lookalike.store import extra
 
 CHUNK = 16  # images whose variants go through the model together
@@ -227,3 +227,27 @@ class _ById:
         positions = np.searchsorted(self.ids, found.ids)
         valid = (found.ids >= 0) & (positions < len(self.ids))
         return CopyNeighbours(np.where(valid, positions, -1), found.scores)
+
+
+def add_models(index, models: str | None, copy_extras: list[str] | None) -> str | None:
+    """`--model clip,sscd`: the first is the main model (returned, checked by the caller), the others are
+    recorded and embedded by the next update (only them); `copy_extras` (dihedral, regions) likewise."""
+    from lookalike.copies import EXTRAS
+
+    names = [n for n in (models or "").split(",") if n.strip()]
+    recorded = index.catalog.get_meta("models", [])
+    others = [canonical_model_id(n) for n in names[1:]]
+    for extra_id in others:
+        load_embedder(extra_id)  # refuse a model that can't load before recording it
+    wanted = [m for m in others if m != index.model_id and m not in recorded]
+    extras = sorted(set(copy_extras or ()))
+    if bad := [e for e in extras if e not in EXTRAS]:
+        raise IndexUnusableError(f"unknown copy variants {bad}: choose from {', '.join(EXTRAS)}")
+    if wanted or (copy_extras is not None and extras != index.catalog.get_meta("copy_extras", [])):
+        with index.catalog.transaction() as conn:
+            if copy_extras is not None:  # other variants: the copy model's rows are re-made
+                conn.execute("DELETE FROM vectors")
+                index.catalog.set_meta(conn, copy_extras=extras)
+            index.catalog.set_meta(conn, models=recorded + wanted)
+            index.catalog.bump(conn)
+    return names[0] if names else None

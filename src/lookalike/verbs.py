@@ -1,0 +1,80 @@
+"""The collection verbs of an `Index` (more like this, duplicates, clusters, categories, catalogue fusion, copies,
+verified search): thin methods over the pure functions of their modules, mixed into `Index`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from lookalike.records import SearchResult
+from lookalike.search import Query, make_query
+
+if TYPE_CHECKING:
+    from lookalike.cluster import Clustering
+    from lookalike.dupes import DuplicateGroup
+    from lookalike.fusion import FusedMatch
+    from lookalike.recognize import Recognition
+
+
+class CollectionVerbs:
+    """Needs `catalog`, `dim`, `embedder`, `search_vectors` and `search_many` from the class it is mixed into."""
+
+    def similar(self, image_id: int, k: int = 10, min_score: float | None = None,
+                exact: bool = False) -> SearchResult:
+        """More like this: the images nearest an indexed image (itself first)."""
+        vector = self.catalog.vector_of(int(image_id))  # NotFoundError if there is none
+        name = self.catalog.paths_for([int(image_id)]).get(int(image_id), f"#{image_id}")
+        return self.search_vectors(vector[None], [name], k=k, min_score=min_score, exact=exact)[0]
+
+    def duplicates(self, threshold: float | None = None, group_min_score: float | None = None, k: int = 20,
+                   keep: Sequence[str] | None = None, verify: bool = False, progress=None) -> list[DuplicateGroup]:
+        """Groups of exact and near duplicates, largest first, each with a suggested keeper and the reason it was
+        chosen (see `dupes`); `progress(done, total, what)` follows verification and keeper choice."""
+        from lookalike.dupes import find_duplicates
+        from lookalike.keeper import DEFAULT_KEEP
+
+        return find_duplicates(self, threshold=threshold, group_min_score=group_min_score, k=k,
+                               keep=DEFAULT_KEEP if keep is None else keep, verify=verify, progress=progress)
+
+    def clusters(self, k: int | None = None, method: str = "kmeans", min_cluster_size: int = 5,
+                 seed: int = 0) -> Clustering:
+        """The collection clustered (KMeans with k, automatic k, or HDBSCAN); see `lookalike.cluster`."""
+        from lookalike.cluster import cluster_vectors
+
+        ids, matrix, _ = self.catalog.all_vectors(self.dim)
+        return cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
+
+    def recognize(self, images: list[str | os.PathLike], categories: str | os.PathLike,
+                  threshold: float | None = None) -> list[Recognition]:
+        """Which category (a folder of example folders, or a prompts YAML) each image belongs to, or unknown."""
+        from lookalike.recognize import load_categories
+
+        return load_categories(categories, self.embedder).recognize(list(images), threshold)
+
+    def fused_search(self, query: str | Query | None = None, *, image=None, text=None,
+                     labels: str | os.PathLike | dict[int, str] | None = None, image_weight: float = 0.5,
+                     k: int = 10) -> list[FusedMatch]:
+        """Catalogue search: image similarity fused with the similarity of each image's name (file name, or a
+        CSV `path,label`) to the query, both standardised per query."""
+        from lookalike.fusion import fused_search, load_labels
+
+        names = labels if isinstance(labels, dict) else load_labels(self, labels)
+        return fused_search(self, make_query(image=image, text=text, query=query), names,
+                            image_weight=image_weight, k=k)
+
+    def find_copies(self, images: list, k: int = 10, min_score: float | None = None) -> list[SearchResult]:
+        """Originals of edited copies: the copy model (sscd, pdq, …) with flips, turns and stored variants."""
+        from lookalike.copyindex import find_copies
+
+        return find_copies(self, images, k=k, min_score=min_score)
+
+    def _verified_search(self, query: Query, k: int, min_score: float | None, exact: bool) -> SearchResult:
+        from lookalike.errors import QueryError
+        from lookalike.rerank import pool_size, query_image_of, verify_matches
+
+        image = query_image_of(query)
+        if image is None:
+            raise QueryError(f"--verify needs a query with exactly one image ({query.label!r} has none or several)")
+        [found] = self.search_many([query], k=pool_size(k), min_score=min_score, exact=exact)
+        return SearchResult(found.query, verify_matches(self, image, found.matches, k), found.method + "+verify")
