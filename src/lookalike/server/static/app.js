@@ -188,6 +188,7 @@ async function loadBrowse(state) {
   shown.browse = key;
   const folder = state.folder !== null && state.folder !== undefined ? `&folder=${encodeURIComponent(state.folder)}` : "";
   $("browse-status").textContent = "loading…";
+  $("gallery").setAttribute("aria-busy", "true");
   try {
     const page = await api(`/api/browse?sort=${state.sort}&offset=${(state.page - 1) * PAGE}&limit=${PAGE}${folder}`);
     items.browse = page.images;
@@ -198,6 +199,7 @@ async function loadBrowse(state) {
     $("prev").disabled = state.page <= 1;
     $("next").disabled = state.page >= pages;
   } catch (error) { shown.browse = null; $("browse-status").textContent = `error: ${error.message}`; }
+  $("gallery").setAttribute("aria-busy", "false");
 }
 $("sort").addEventListener("change", () => navigate({ sort: $("sort").value, page: 1 }));
 $("folder").addEventListener("change", () => navigate({ folder: $("folder").value === "\u0000" ? null : $("folder").value, page: 1 }));
