@@ -10,7 +10,7 @@ function member(entry, isKeeper, group) {
   row.innerHTML = `<div class="thumb"></div><div class="facts"><p class="full-path"></p><p class="muted details"></p></div>
     <fieldset class="choice"><legend class="visually-hidden"></legend>
       <label><input type="radio" value="keep"> keep</label><label><input type="radio" value="move"> move</label></fieldset>`;
-  row.querySelector(".thumb").append(card(entry, isKeeper ? "suggested keeper" : `${entry.score.toFixed(3)}`));
+  row.querySelector(".thumb").append(card(entry, isKeeper ? "keeper" : `${entry.score.toFixed(3)}`));
   row.querySelector(".full-path").textContent = entry.relative_path;
   const badges = [entry.exact && "identical pixels", entry.verified && "verified by local features"].filter(Boolean);
   row.querySelector(".details").textContent = [`${entry.width}×${entry.height}`, bytes(entry.size),
