@@ -142,21 +142,10 @@ def search_routes(ctx: Context) -> APIRouter:
     @router.post("/api/recognize", response_model=schemas.Recognition)
     async def recognize(file: Annotated[UploadFile, File()],
                         threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None) -> dict:
-        from lookalike.recognize import load_categories
-
         if ctx.categories is None:
             raise RequestRejected(404, "no categories configured: start the server with --categories DIR")
         data = await read_upload(file, ctx.upload_limit)
-
-        def work() -> dict:
-            with ctx.lock:
-                if "categories" not in ctx.state:
-                    ctx.state["categories"] = load_categories(ctx.categories, ctx.index.embedder)
-            vector = ctx.index.embedder.embed_images([ctx.decode(data)])
-            name = json_text(file.filename or "upload")
-            return ctx.state["categories"].recognize_vectors(vector, [name], threshold)[0].as_dict()
-
-        return await ctx.pool.run(work)
+        return await ctx.pool.run(_recognize, ctx, data, json_text(file.filename or "upload"), threshold)
 
     return router
 
@@ -204,6 +193,16 @@ def collection_routes(ctx: Context) -> APIRouter:
         return await ctx.pool.run(_thumbnail, ctx, image_id, size)
 
     return router
+
+
+def _recognize(ctx: Context, data: bytes, name: str, threshold: float | None) -> dict:
+    from lookalike.recognize import load_categories
+
+    with ctx.lock:
+        if "categories" not in ctx.state:
+            ctx.state["categories"] = load_categories(ctx.categories, ctx.index.embedder)
+    vector = ctx.index.embedder.embed_images([ctx.decode(data)])
+    return ctx.state["categories"].recognize_vectors(vector, [name], threshold)[0].as_dict()
 
 
 def _json(payload) -> bytes:
