@@ -80,6 +80,7 @@ def test_dupes_payload_has_dates_folders_and_threshold_source(shared):
 def test_apply_then_undo_restores_files_byte_for_byte(served):
     client, folder = served
     before = _digests(folder)
+    assert client.get("/api/browse").json()["total"] == 31  # a cached listing, which must notice the moves
     group = client.get("/api/dupes").json()["groups"][0]
     move = [d["id"] for d in group["duplicates"]]
     moved_paths = {d["relative_path"] for d in group["duplicates"]}
@@ -90,12 +91,14 @@ def test_apply_then_undo_restores_files_byte_for_byte(served):
     assert not any((folder / p).exists() for p in moved_paths)
     assert (folder / result["manifest"]).is_file()
     assert client.get("/api/info").json()["images"] == 31 - len(move)  # re-indexed: gone from results
+    listed = client.get("/api/browse?limit=500").json()["images"]
+    assert len(listed) == 31 - len(move) and not moved_paths & {i["relative_path"] for i in listed}
     assert before == {**_digests(folder), **{p: before[p] for p in moved_paths}}
 
     restored = _wait(client, client.post(f"/api/dupes/undo/{result['batch']}").json())
     assert set(restored["restored"]) == moved_paths
     assert _digests(folder) == before
-    assert client.get("/api/info").json()["images"] == 31
+    assert client.get("/api/info").json()["images"] == 31 == client.get("/api/browse").json()["total"]
 
 
 def test_apply_refuses_bad_plans(shared):

@@ -28,20 +28,34 @@ SORT_KEYS = {
 
 
 def _rows(ctx) -> list[tuple]:
-    """(id, path, size, mtime_ns, width, height) of every image; a few hundred ms per million."""
+    """(id, path, size, mtime_ns, width, height) of every image."""
     with ctx.lock:
         cursor = ctx.index.catalog.conn.execute("SELECT id, path, size, mtime_ns, width, height FROM images")
         return [(row[0], from_db(row[1]), *row[2:]) for row in cursor]
 
 
+def _listing(ctx, sort: str, folder: str | None) -> list[tuple]:
+    """The sorted (and filtered) collection, kept until the catalog changes: reading and sorting 200,000 rows
+    takes a second or two, so it is done once per index change and sort, and every page is then a slice."""
+    with ctx.lock:
+        version = (ctx.index.catalog.generation(), ctx.index.catalog.epoch())
+    cache = ctx.state.setdefault("browse", {})
+    key = (version, sort, folder)
+    if key not in cache:
+        rows = _rows(ctx)
+        if folder is not None:
+            rows = [r for r in rows if posixpath.dirname(r[1]) == folder]
+        rows.sort(key=SORT_KEYS[sort])
+        for old in [k for k in list(cache) if k[0] != version] + list(cache)[:-3]:
+            cache.pop(old, None)
+        cache[key] = rows
+    return cache[key]
+
+
 def browse_page(ctx, offset: int, limit: int, sort: str, folder: str | None) -> dict:
-    rows = _rows(ctx)
-    if folder is not None:
-        rows = [r for r in rows if posixpath.dirname(r[1]) == folder]
-    rows.sort(key=SORT_KEYS[sort])
-    page = rows[offset:offset + limit]
+    rows = _listing(ctx, sort, folder)
     return {"total": len(rows), "offset": offset, "limit": limit, "sort": sort, "folder": folder,
-            "images": [image_entry(*row) for row in page]}
+            "images": [image_entry(*row) for row in rows[offset:offset + limit]]}
 
 
 def image_entry(image_id: int, path: str, size: int, mtime_ns: int, width: int, height: int) -> dict:
@@ -52,7 +66,7 @@ def image_entry(image_id: int, path: str, size: int, mtime_ns: int, width: int, 
 
 def folders(ctx) -> dict:
     counts: dict[str, int] = {}
-    for row in _rows(ctx):
+    for row in _listing(ctx, "folder", None):
         folder = json_text(posixpath.dirname(row[1]))
         counts[folder] = counts.get(folder, 0) + 1
     return {"folders": [{"folder": f, "images": n} for f, n in sorted(counts.items())]}
