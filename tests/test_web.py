@@ -284,5 +284,13 @@ def test_dupes_review_apply_and_undo(sample_folder, browser):
         assert _digests(sample_folder) == before
         page.wait_for_selector("#info:has-text('31 images')")
         assert page.blocked == []
+
+        docs = offline_page(browser, "desktop")  # Swagger UI renders from the package's assets, offline
+        docs.goto(server.url + "/docs")
+        docs.wait_for_selector(".opblock-summary-path[data-path=\"/api/browse\"]")
+        docs.click(".opblock-summary-path[data-path=\"/api/browse\"]")
+        docs.wait_for_selector(".model-box, .response-col_description")
+        _shot(docs, "docs-desktop.png")
+        assert docs.blocked == []
     finally:
         server.stop()
