@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -41,7 +42,8 @@ def _inside(root: Path, relative_path: str) -> Path:
     return root.joinpath(*pure.parts)
 
 
-def move_to_trash(root: str | os.PathLike, relative_paths: list[str], keep: list[str] = ()) -> tuple[str, list[Moved]]:
+def move_to_trash(root: str | os.PathLike, relative_paths: Sequence[str],
+                  keep: Sequence[str] = ()) -> tuple[str, list[Moved]]:
     """Move the files into a new batch folder of the trash; returns (batch id, moves). All files are checked
     before any moves; if one move fails, the ones done are put back and the error is raised."""
     root = Path(root)

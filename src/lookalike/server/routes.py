@@ -167,7 +167,7 @@ def collection_routes(ctx: Context) -> APIRouter:
 
     @router.get("/api/dupes", response_model=schemas.Dupes,
                 responses={202: {"model": schemas.Job, "description": "with verify=true: a job to poll at its url"}})
-    async def dupes(threshold: Score = None, verify: bool = False) -> dict:
+    async def dupes(threshold: Score = None, verify: bool = False) -> dict | Response:
         """Duplicate groups. With `verify=true` (local features: minutes on large collections) the answer is a
         background job (202) whose `url` gives its progress and, when done, the groups."""
         if verify:
@@ -200,7 +200,7 @@ def _recognize(ctx: Context, data: bytes, name: str, threshold: float | None) ->
 
     with ctx.lock:
         if "categories" not in ctx.state:
-            ctx.state["categories"] = load_categories(ctx.categories, ctx.index.embedder)
+            ctx.state["categories"] = load_categories(str(ctx.categories), ctx.index.embedder)
     vector = ctx.index.embedder.embed_images([ctx.decode(data)])
     return ctx.state["categories"].recognize_vectors(vector, [name], threshold)[0].as_dict()
 
