@@ -12,9 +12,9 @@ import lookalike
 from lookalike.server.app import create_app
 
 
-def _serve(folder, sample_folder_template):
+def _serve(folder, sample_folder_template, model="efficientnet-lite0"):
     shutil.copytree(sample_folder_template, folder)
-    idx = lookalike.open(folder, model="efficientnet-lite0")
+    idx = lookalike.open(folder, model=model)
     idx.update()
     with TestClient(create_app(idx, allowed_hosts=["testserver"])) as client:
         yield client, folder
@@ -23,8 +23,8 @@ def _serve(folder, sample_folder_template):
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, sample_folder_template):
-    """Read-only tests share one index."""
-    yield from _serve(tmp_path_factory.mktemp("library") / "photos", sample_folder_template)
+    """Read-only tests share one index (phash: no model to run, so they stay in the fast tier)."""
+    yield from _serve(tmp_path_factory.mktemp("library") / "photos", sample_folder_template, "phash")
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_browse_pages_sorts_and_filters(shared):
 def test_dupes_payload_has_dates_folders_and_threshold_source(shared):
     client, _ = shared
     dupes = client.get("/api/dupes").json()
-    assert dupes["threshold"] == 0.75 and dupes["threshold_source"] == "default for efficientnet-lite0"
+    assert dupes["threshold"] == 1 - 2 * 10 / 64 and dupes["threshold_source"] == "default for phash"
     keeper = dupes["groups"][0]["keeper"]
     assert keeper["mtime"] > 1e9 and keeper["folder"] in ("", "edited") and keeper["size"] > 0
     assert client.get("/api/dupes?threshold=0.9").json()["threshold_source"] == "set in the request"
