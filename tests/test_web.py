@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,7 +16,11 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed"),
+              pytest.mark.slow]
+AXE = Path(__file__).parent / "emulators" / "node_modules" / "axe-core" / "axe.min.js"
+LOOPBACK = re.compile(r"^(?:https?|wss?)://(?:127\.\d+\.\d+\.\d+|\[::1\]|localhost)(?::\d+)?/")
+WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 SCREENSHOTS = Path(os.environ.get("LOOKALIKE_SCREENSHOTS", "test-screenshots"))
 
 
@@ -78,14 +84,15 @@ def test_upload_shows_the_original_first_then_duplicates_view(sample_folder, tmp
         SCREENSHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "search.png"), full_page=True)
 
-        page.locator("#results .card").nth(8).click()  # more like this
+        page.locator("#results .card").nth(8).click()  # the viewer, then more like this
+        page.click("#viewer-similar")
         page.wait_for_selector("#status:has-text('results for')")
 
-        page.click("nav button[data-view=dupes]")
+        page.click("header nav a[data-view=dupes]")
         page.click("#load-dupes")
         page.wait_for_selector("#dupes .group")
         assert page.locator("#dupes .group").count() == 3
-        assert page.locator("#dupes .card.keep").count() == 3
+        assert page.locator("#dupes .member.keeper").count() == 3
         page.screenshot(path=str(SCREENSHOTS / "dupes.png"), full_page=True)
 
         phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
@@ -106,11 +113,12 @@ def test_text_query_with_clip(sample_folder, tiny_clip_dir, browser):
         page = browser.new_page()
         page.goto(server.url)
         page.wait_for_selector("#info:has-text('31 images')")
+        page.click("header nav a[data-view=search]")
         page.fill("#text", "a teddy bear")
         page.press("#text", "Enter")
         page.wait_for_selector("#results .card")
         assert page.locator("#results .card").count() == 24
-        assert "a teddy bear" in page.inner_text("#status")
+        assert "a teddy bear" in page.inner_text("#status") and "q=a+teddy+bear" in page.url  # bookmarkable
     finally:
         server.stop()
 
@@ -135,5 +143,154 @@ def test_token_stays_in_memory_and_in_headers(sample_folder, tmp_path, photos, b
         assert any("/api/thumbnail/" in url for url, _ in api_calls)
         assert all(auth == "Bearer s3cret-token" for _, auth in api_calls)
         assert not [url for url, _ in requests if "s3cret" in url]
+    finally:
+        server.stop()
+
+
+def offline_page(browser, width: str):
+    """A page at a given width that can reach only loopback: every other request is aborted (and recorded)."""
+    context = browser.new_context(viewport=WIDTHS[width], is_mobile=width == "phone", has_touch=width == "phone")
+    page = context.new_page()
+    page.blocked = []
+
+    def guard(route) -> None:
+        if LOOPBACK.match(route.request.url) or route.request.url.startswith(("blob:", "data:")):
+            route.continue_()
+        else:
+            page.blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    return page
+
+
+def axe_violations(page) -> list[str]:
+    """Serious and critical axe-core violations on the page as it is now."""
+    if not AXE.is_file():
+        pytest.fail(f"axe-core missing: run `npm ci --prefix {AXE.parents[2]}`")
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    found = page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v => "
+                          "({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 3)})))")
+    return [f"{v['id']} ({v['impact']}): {v['nodes']}" for v in found if v["impact"] in ("serious", "critical")]
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_browse_viewer_keyboard_and_history(sample_folder, browser, width):
+    server = Server(sample_folder, "efficientnet-lite0")
+    try:
+        page = offline_page(browser, width)
+        page.goto(server.url)
+        page.wait_for_function("document.querySelectorAll('#gallery .card img[src^=\"blob:\"]').length === 31")
+        assert "view=browse" not in page.url and page.locator("[aria-current=page]").inner_text() == "Browse"
+        assert axe_violations(page) == []
+        _shot(page, f"browse-{width}.png")
+
+        page.select_option("#sort", "name")
+        page.wait_for_selector("#gallery[aria-busy=false]")
+        assert "sort=name" in page.url
+        names = [p.rsplit("/", 1)[-1].lower() for p in page.locator("#gallery .card .path").all_inner_texts()]
+        assert names == sorted(names)
+        page.select_option("#folder", "edited")
+        page.wait_for_selector("#gallery[aria-busy=false]")
+        assert "folder=edited" in page.url
+        page.wait_for_function("document.querySelectorAll('#gallery .card').length === 15")
+        paths = page.locator("#gallery .card .path").all_inner_texts()
+        assert all(p.startswith("edited/") for p in paths) and page.evaluate("document.documentElement.scrollWidth") \
+            <= WIDTHS[width]["width"]
+
+        page.focus("#gallery .card >> nth=0")  # cards are links: reachable with Tab, opened with Enter
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#viewer:not([hidden])")
+        assert page.inner_text("#viewer-title") == paths[0] and "image=" in page.url
+        page.wait_for_function("document.getElementById('viewer-image').naturalWidth > 256")
+        assert axe_violations(page) == []
+        _shot(page, f"viewer-{width}.png")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"document.getElementById('viewer-title').textContent === {paths[1]!r}")
+        page.keyboard.press("ArrowLeft")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"document.getElementById('viewer-title').textContent === {paths[1]!r}")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#viewer", state="hidden")
+
+        page.go_back()  # the viewer again, on the image it was closed on
+        page.wait_for_selector("#viewer:not([hidden])")
+        assert page.inner_text("#viewer-title") == paths[1]
+        page.go_back()  # the edited folder, no viewer
+        page.wait_for_selector("#viewer", state="hidden")
+        page.go_back()  # sorted by name, every folder
+        page.wait_for_function("document.querySelectorAll('#gallery .card').length === 31")
+        assert "folder=" not in page.url and page.input_value("#sort") == "name"
+
+        image_id = page.locator("#gallery .card >> nth=2").get_attribute("data-id")
+        page.goto(f"{server.url}/?view=search&similar={image_id}")  # a bookmarked search
+        page.wait_for_selector("#status:has-text('results for')")
+        status = page.inner_text("#status")
+        assert re.match(r"\d+ results for \S+\.(png|jpg) ", status) and "#" not in status, status
+        assert page.blocked == []
+    finally:
+        server.stop()
+
+
+def _digests(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*") if p.is_file() and not p.relative_to(folder).parts[0].startswith(".lookalike")}
+
+
+def test_dupes_review_apply_and_undo(sample_folder, browser):
+    server = Server(sample_folder, "efficientnet-lite0")
+    before = _digests(sample_folder)
+    try:
+        for width in ["desktop", "phone"]:
+            page = offline_page(browser, width)
+            page.goto(server.url + "/?view=dupes")
+            page.click("#load-dupes")
+            page.wait_for_selector("#dupes .group")
+            assert page.locator("#dupes .group").count() == 3
+            status = page.inner_text("#dupes-status")
+            assert "threshold 0.750 (default for efficientnet-lite0)" in status, status
+            page.wait_for_function("[...document.querySelectorAll('#dupes .card img')].every(i => i.naturalWidth > 0)")
+            assert axe_violations(page) == []
+            _shot(page, f"dupes-{width}.png")
+            assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
+
+        keeper_paths = page.locator("#dupes .member.keeper .full-path").all_inner_texts()
+        first_group = page.locator("#dupes .group >> nth=0")
+        moved = first_group.locator(".member:not(.keeper) .full-path").all_inner_texts()
+        first_group.locator(".member:not(.keeper) >> nth=0").locator("input[value=keep]").check()  # keep one copy
+        kept_copy, moved = moved[0], moved[1:]
+        for group in range(1, 3):  # the other groups: keep everything
+            for radio in page.locator(f"#dupes .group >> nth={group}").locator("input[value=keep]").all():
+                radio.check()
+        members = page.locator("#dupes .member").count()
+        assert page.inner_text("#review-summary") == f"{len(moved)} to move, {members - len(moved)} to keep"
+        page.click("#apply")
+        page.wait_for_selector("#dupes-status >> text=/^Moved \\d+ files/")
+        assert not any((sample_folder / p).exists() for p in moved)
+        assert all((sample_folder / p).exists() for p in [*keeper_paths, kept_copy])
+        trash = list((sample_folder / ".lookalike-trash").glob("*/manifest.json"))
+        assert len(trash) == 1
+        page.wait_for_selector(f"#info:has-text('{31 - len(moved)} images')")
+        _shot(page, "dupes-applied-phone.png")
+
+        page.click("#undo")
+        page.wait_for_selector("#dupes-status >> text=/^Put back \\d+ files/")
+        assert _digests(sample_folder) == before
+        page.wait_for_selector("#info:has-text('31 images')")
+        assert page.blocked == []
+
+        docs = offline_page(browser, "desktop")  # Swagger UI renders from the package's assets, offline
+        docs.goto(server.url + "/docs")
+        docs.wait_for_selector(".opblock-summary-path[data-path=\"/api/browse\"]")
+        docs.click(".opblock-summary-path[data-path=\"/api/browse\"]")
+        docs.wait_for_selector(".model-box, .response-col_description")
+        _shot(docs, "docs-desktop.png")
+        assert docs.blocked == []
     finally:
         server.stop()

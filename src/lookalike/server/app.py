@@ -20,7 +20,10 @@ from pydantic import BaseModel, Field
 
 from lookalike.api import Index
 from lookalike.errors import ImageError, LookalikeError
+from lookalike.server import schemas
+from lookalike.server.docs import add_offline_docs
 from lookalike.server.guard import B64TOKEN, LOOPBACK_NAMES, Guard, GuardSettings
+from lookalike.server.library import library_routes
 from lookalike.server.routes import Context, collection_routes, search_routes
 from lookalike.server.safety import DEFAULT_PIXEL_LIMIT, DEFAULT_UPLOAD_LIMIT, RequestRejected
 from lookalike.server.work import Jobs, WorkerPool
@@ -79,6 +82,7 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
         ctx.jobs.shutdown()
 
     app = FastAPI(title="lookalike", version="0.1.0", lifespan=lifespan, default_response_class=SafeJSONResponse,
+                  docs_url=None, redoc_url=None,
                   description="Search images by image or text, compare, find duplicates, recognise, cluster. "
                   "Errors answer {\"detail\": \"...\"}; with --token, send 'Authorization: Bearer TOKEN'.")
     hosts = frozenset(LOOPBACK_NAMES | {h.lower().strip("[]") for h in allowed_hosts})
@@ -87,8 +91,10 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
     documented = {"responses": ERRORS, "dependencies": [_bearer_scheme()] if token else []}
     app.include_router(search_routes(ctx), **documented)
     app.include_router(collection_routes(ctx), **documented)
+    app.include_router(library_routes(ctx), **documented)
+    add_offline_docs(app)
 
-    @app.get("/api/health")
+    @app.get("/api/health", response_model=schemas.Health)
     async def health() -> dict:
         return {"status": "ok"}
 

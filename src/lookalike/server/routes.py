@@ -4,7 +4,7 @@ decoding or the model, so uploads run side by side."""
 
 from __future__ import annotations
 
-import io
+import posixpath
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +17,7 @@ from lookalike.api import Index, SearchResult
 from lookalike.errors import IndexUnusableError, ModalityError, QueryError
 from lookalike.names import json_text
 from lookalike.rerank import pool_size, verify_matches
+from lookalike.server import schemas
 from lookalike.server.safety import RequestRejected, fetch
 from lookalike.server.work import Jobs, WorkerPool
 
@@ -104,7 +105,7 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
 def search_routes(ctx: Context) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/api/search/image")
+    @router.post("/api/search/image", response_model=schemas.SearchResults)
     async def search_image(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=500)] = 20,
                            min_score: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
                            text: Annotated[str | None, Form(max_length=1000)] = None,
@@ -117,12 +118,12 @@ def search_routes(ctx: Context) -> APIRouter:
         result["query"] = json_text(file.filename or "upload")
         return result
 
-    @router.get("/api/search/text")
+    @router.get("/api/search/text", response_model=schemas.SearchResults)
     async def search_text(q: Annotated[str, Query(min_length=1, max_length=1000)], k: TopK = 20,
                           min_score: Score = None) -> dict:
         return await ctx.pool.run(lambda: ctx.search(k, min_score, text=q))
 
-    @router.get("/api/search/url")
+    @router.get("/api/search/url", response_model=schemas.SearchResults)
     async def search_url(url: Annotated[str, Query(max_length=4000)], k: TopK = 20, min_score: Score = None,
                          verify: bool = False) -> dict:
         data = await fetch(url, ctx.upload_limit, allow_private=ctx.allow_private_urls)
@@ -130,7 +131,7 @@ def search_routes(ctx: Context) -> APIRouter:
         result["query"] = url
         return result
 
-    @router.get("/api/search/similar/{image_id}")
+    @router.get("/api/search/similar/{image_id}", response_model=schemas.SearchResults)
     async def more_like_this(image_id: ImageId, k: TopK = 20) -> dict:
         def work() -> dict:
             with ctx.lock:
@@ -138,12 +139,12 @@ def search_routes(ctx: Context) -> APIRouter:
                     vector = ctx.index.catalog.vector_of(image_id)
                 except IndexUnusableError as exc:
                     raise RequestRejected(404, str(exc)) from exc
-                [result] = ctx.index.search_vectors(vector[None], [f"#{image_id}"], k=k)
+                [result] = ctx.index.search_vectors(vector[None], [_name_of(ctx, image_id)], k=k)
             return results(result)
 
         return await ctx.pool.run(work)
 
-    @router.post("/api/compare")
+    @router.post("/api/compare", response_model=schemas.Comparison)
     async def compare(a: Annotated[UploadFile, File()], b: Annotated[UploadFile, File()]) -> dict:
         from lookalike.compare import compare_images
 
@@ -151,24 +152,13 @@ def search_routes(ctx: Context) -> APIRouter:
         return await ctx.pool.run(
             lambda: compare_images(ctx.decode(first), ctx.decode(second), ctx.index.embedder).as_dict())
 
-    @router.post("/api/recognize")
+    @router.post("/api/recognize", response_model=schemas.Recognition)
     async def recognize(file: Annotated[UploadFile, File()],
                         threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None) -> dict:
-        from lookalike.recognize import load_categories
-
         if ctx.categories is None:
             raise RequestRejected(404, "no categories configured: start the server with --categories DIR")
         data = await read_upload(file, ctx.upload_limit)
-
-        def work() -> dict:
-            with ctx.lock:
-                if "categories" not in ctx.state:
-                    ctx.state["categories"] = load_categories(ctx.categories, ctx.index.embedder)
-            vector = ctx.index.embedder.embed_images([ctx.decode(data)])
-            name = json_text(file.filename or "upload")
-            return ctx.state["categories"].recognize_vectors(vector, [name], threshold)[0].as_dict()
-
-        return await ctx.pool.run(work)
+        return await ctx.pool.run(_recognize, ctx, data, json_text(file.filename or "upload"), threshold)
 
     return router
 
@@ -176,7 +166,7 @@ def search_routes(ctx: Context) -> APIRouter:
 def collection_routes(ctx: Context) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/api/info")
+    @router.get("/api/info", response_model=schemas.Info)
     async def info() -> dict:
         def work() -> dict:
             with ctx.lock:
@@ -188,8 +178,9 @@ def collection_routes(ctx: Context) -> APIRouter:
 
         return await ctx.pool.run(work)
 
-    @router.get("/api/dupes", responses={202: {"description": "with verify=true: a job to poll at its url"}})
-    async def dupes(threshold: Score = None, verify: bool = False) -> dict:
+    @router.get("/api/dupes", response_model=schemas.Dupes,
+                responses={202: {"model": schemas.Job, "description": "with verify=true: a job to poll at its url"}})
+    async def dupes(threshold: Score = None, verify: bool = False) -> dict | Response:
         """Duplicate groups. With `verify=true` (local features: minutes on large collections) the answer is a
         background job (202) whose `url` gives its progress and, when done, the groups."""
         if verify:
@@ -198,23 +189,33 @@ def collection_routes(ctx: Context) -> APIRouter:
                             headers={"Location": f"/api/jobs/{job.id}"})
         return await ctx.pool.run(lambda: _dupes(ctx, threshold, False))
 
-    @router.get("/api/jobs/{job_id}")
+    @router.get("/api/jobs/{job_id}", response_model=schemas.Job)
     async def job(job_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$")]) -> dict:
         """A background job: status, progress, and its result once done."""
         return ctx.jobs.get(job_id).as_dict()
 
-    @router.get("/api/clusters")
+    @router.get("/api/clusters", response_model=schemas.Clusters)
     async def clusters(k: Annotated[int | None, Query(ge=2, le=500)] = None,
                        method: Literal["kmeans", "hdbscan"] = "kmeans") -> dict:
         return await ctx.pool.run(lambda: _clusters(ctx, k, method))
 
     @router.get("/api/thumbnail/{image_id}", response_class=Response,
                 responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}})
-    async def thumbnail(image_id: ImageId, size: Annotated[int, Query(ge=16, le=1024)] = 256) -> Response:
+    async def thumbnail(image_id: ImageId, size: Annotated[int, Query(ge=16, le=2048)] = 256) -> Response:
         """Thumbnails exist only for indexed images, looked up by id: no path ever comes from the client."""
         return await ctx.pool.run(_thumbnail, ctx, image_id, size)
 
     return router
+
+
+def _recognize(ctx: Context, data: bytes, name: str, threshold: float | None) -> dict:
+    from lookalike.recognize import load_categories
+
+    with ctx.lock:
+        if "categories" not in ctx.state:
+            ctx.state["categories"] = load_categories(str(ctx.categories), ctx.index.embedder)
+    vector = ctx.index.embedder.embed_images([ctx.decode(data)])
+    return ctx.state["categories"].recognize_vectors(vector, [name], threshold)[0].as_dict()
 
 
 def _json(payload) -> bytes:
@@ -235,10 +236,31 @@ def _dupes(ctx: Context, threshold: float | None, verify: bool) -> dict:
     payload = []
     for group in groups:
         entry = group.as_dict()
-        for member in [entry["keeper"], *entry["duplicates"]]:
-            _public(member)
+        for member, described in zip(group.members, [entry["keeper"], *entry["duplicates"]], strict=True):
+            described.setdefault("mtime", member.mtime_ns / 1e9)
+            described.setdefault("folder", json_text(posixpath.dirname(member.relative_path)))
+            _public(described)
         payload.append(entry)
-    return {"groups": payload}
+    return {"groups": payload, **_threshold(ctx, threshold)}
+
+
+def _threshold(ctx: Context, asked: float | None) -> dict:
+    """The threshold the groups used, and where it came from (the page shows both)."""
+    from lookalike.dupes import default_threshold
+
+    if asked is not None:
+        return {"threshold": asked, "threshold_source": "set in the request"}
+    with ctx.lock:
+        calibrated = ctx.index.catalog.get_meta("thresholds")
+    source = ("calibrated for this index (lookalike calibrate)" if calibrated and ctx.index.model_id in calibrated
+              else f"default for {ctx.index.model_id}")
+    return {"threshold": default_threshold(ctx.index.model_id, calibrated), "threshold_source": source}
+
+
+def _name_of(ctx: Context, image_id: int) -> str:
+    with ctx.lock:
+        paths = ctx.index.catalog.paths_for([image_id])
+    return json_text(posixpath.basename(paths[image_id])) if image_id in paths else f"#{image_id}"
 
 
 def _clusters(ctx: Context, k: int | None, method: str) -> dict:
@@ -257,15 +279,8 @@ def _clusters(ctx: Context, k: int | None, method: str) -> dict:
 
 
 def _thumbnail(ctx: Context, image_id: int, size: int) -> Response:
-    from lookalike.images import load_image
+    from lookalike.server.thumbs import thumbnail
 
-    with ctx.lock:
-        paths = ctx.index.catalog.paths_for([image_id])
-    if image_id not in paths:
-        raise RequestRejected(404, "no such image in the index")
-    image = load_image(ctx.index.read(paths[image_id]), draft_size=size)
-    image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=82)
-    return Response(buffer.getvalue(), media_type="image/jpeg",
-                    headers={"Cache-Control": "private, max-age=300"})
+    data, cached = thumbnail(ctx.index, image_id, size, ctx.lock)  # NotFoundError: 404
+    return Response(data, media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=300", "X-Thumbnail-Cache": "hit" if cached else "miss"})
