@@ -257,7 +257,7 @@ def _mark_exact(index, groups: list[DuplicateGroup], details) -> None:
 
 
 def find_in_index(index, folder: str | os.PathLike, threshold: float | None = None,
-                  k: int = 5) -> list[tuple[str, list]]:
+                  k: int = 5) -> list[tuple[str, list | str]]:
     """Cross-set mode: for each image of `folder`, the images of `index` it duplicates (empty when new)."""
     from lookalike.images import scan
     from lookalike.indexer import embed_files
@@ -265,10 +265,10 @@ def find_in_index(index, folder: str | os.PathLike, threshold: float | None = No
     threshold = threshold if threshold is not None else default_threshold(
         index.model_id, index.catalog.get_meta("thresholds"))
     files = scan(folder).files
-    found = []
+    found: list[tuple[str, list | str]] = []
     for file, vector, error in embed_files(files, index.embedder, path_of=lambda f: f.path):
-        if error is not None:
-            found.append((file.relpath, error))
+        if error is not None or vector is None:
+            found.append((file.relpath, error or "unreadable"))
             continue
         [result] = index.search_vectors(vector[None], [file.relpath], k=k, min_score=threshold)
         found.append((file.relpath, result.matches))

@@ -44,7 +44,7 @@ class RunImages:
                 self._checks[key] = Verification(0, 0, False, "not checked")
             else:
                 features = [self.cache.features(int(self.ids[p]), image) for p, image in zip(key, images, strict=True)]
-                self._checks[key] = verify_features(*features)
+                self._checks[key] = verify_features(features[0], features[1])
         check = self._checks[key]
         return check if key == (a, b) else _swap(check)
 

@@ -49,7 +49,7 @@ def jpeg_quality(path) -> int | None:
         with Image.open(path) as image:
             if image.format != "JPEG":
                 return LOSSLESS_QUALITY if image.format in ("PNG", "TIFF", "BMP", "WEBP") else None
-            table = np.asarray(image.quantization.get(0, []), np.float64)
+            table = np.asarray(getattr(image, "quantization", {}).get(0, []), np.float64)  # JPEG's own tables
     except (OSError, ValueError, TypeError):
         return None
     if table.size != 64:

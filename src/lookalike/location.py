@@ -23,7 +23,7 @@ def find_index(start: str | os.PathLike = ".") -> Path | None:
     return None
 
 
-def resolve_db(db: str | os.PathLike | None) -> Path:
+def resolve_db(db: str | os.PathLike) -> Path:
     """`--db` names either the SQLite file or a folder to keep `index.db` in."""
     path = Path(db).expanduser()
     if path.suffix in (".db", ".sqlite", ".sqlite3") or path.is_file():
@@ -57,6 +57,6 @@ def locate(folder: str | os.PathLike | None, db: str | os.PathLike | None, creat
     if not exists and folder is None:
         raise IndexUnusableError(f"no index at {db_file}: name the folder to index")
     location = None if folder is None else str(folder) if remote else str(Path(folder).expanduser().resolve())
-    if not exists and not open_source(location).exists():
+    if not exists and location is not None and not open_source(location).exists():
         raise IndexUnusableError(f"{folder} is not a folder" + ("" if not remote else " that can be listed"))
     return db_file, location

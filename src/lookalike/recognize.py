@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +95,7 @@ class CategorySet:
             ))
         return results
 
-    def recognize(self, paths: list[str | os.PathLike], threshold: float | None = None) -> list[Recognition]:
+    def recognize(self, paths: Sequence[str | os.PathLike], threshold: float | None = None) -> list[Recognition]:
         results = []
         for path, vector, error in embed_files([str(p) for p in paths], self.embedder):
             if error is not None or vector is None:

@@ -13,10 +13,14 @@ from __future__ import annotations
 import datetime
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lookalike.errors import LookalikeError
+
+if TYPE_CHECKING:
+    from lookalike.evaluate import ModelReport
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def check_separates(value: float, names: list[str], vectors: np.ndarray) -> None
             "more varied originals, or pass `dupes --threshold` explicitly.")
 
 
-def calibrate(index, originals, workdir, seed: int = 0) -> tuple[ThresholdInfo, object]:
+def calibrate(index, originals, workdir, seed: int = 0) -> tuple[ThresholdInfo, ModelReport]:
     """Measure the index model's threshold at 90 % precision on edited copies of `originals` (generated in
     `workdir`), check it keeps the originals apart, and store it. Returns (the stored threshold, the report)."""
     import time
@@ -106,8 +110,8 @@ def calibrate(index, originals, workdir, seed: int = 0) -> tuple[ThresholdInfo, 
     value = report.threshold_at_90_precision
     if value is None:
         raise LookalikeError(f"{index.model_id} never reached 90 % precision on these images; nothing was stored")
-    embedded = [(f.relpath, v) for f, v, error in embed_files(files, index.embedder, path_of=lambda f: f.path)
-                if error is None]
+    embedded = [(f.relpath, v) for f, v, _ in embed_files(files, index.embedder, path_of=lambda f: f.path)
+                if v is not None]
     check_separates(value, [name for name, _ in embedded], np.stack([v for _, v in embedded]))
     store_calibration(index.catalog, index.model_id, value, len(files), time.time())
     return threshold_info(index.model_id, index.catalog), report

@@ -11,14 +11,30 @@ from lookalike.records import SearchResult
 from lookalike.search import Query, make_query
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lookalike.cluster import Clustering
     from lookalike.dupes import DuplicateGroup
     from lookalike.fusion import FusedMatch
+    from lookalike.models.base import Embedder
     from lookalike.recognize import Recognition
+    from lookalike.store.catalog import Catalog
 
 
 class CollectionVerbs:
     """Needs `catalog`, `dim`, `embedder`, `search_vectors` and `search_many` from the class it is mixed into."""
+
+    catalog: Catalog
+    search_vectors: Callable[..., list[SearchResult]]
+    search_many: Callable[..., list[SearchResult]]
+
+    if TYPE_CHECKING:  # provided by Index as properties
+
+        @property
+        def dim(self) -> int: ...
+
+        @property
+        def embedder(self) -> Embedder: ...
 
     def similar(self, image_id: int, k: int = 10, min_score: float | None = None,
                 exact: bool = False) -> SearchResult:

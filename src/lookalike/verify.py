@@ -151,7 +151,7 @@ def _extract(gray: np.ndarray, size: tuple[int, int], n_features: int) -> Featur
     if len(keypoints) < LOW_TEXTURE:  # soft, low-contrast pictures: a lower corner threshold finds enough
         keypoints, descriptors = cv2.ORB_create(nfeatures=n_features, fastThreshold=5).detectAndCompute(gray, None)
     scale = np.array([size[0] / gray.shape[1], size[1] / gray.shape[0]], np.float32)
-    points = np.float32([kp.pt for kp in keypoints]) * scale if keypoints else np.zeros((0, 2), np.float32)
+    points = np.array([kp.pt for kp in keypoints], np.float32) * scale if keypoints else np.zeros((0, 2), np.float32)
     return Features(points, descriptors, size, gray, n_features)
 
 

@@ -5,6 +5,6 @@ from lookalike.cli import collection, duplicates, evaluation, indexing, searchin
 from lookalike.cli.common import app, main
 
 HELP_ORDER = ("index", "search", "compare", "dupes", "recognize", "cluster", "serve", "calibrate", "info")
-app.registered_commands.sort(key=lambda command: HELP_ORDER.index(command.callback.__name__))
+app.registered_commands.sort(key=lambda command: HELP_ORDER.index(getattr(command.callback, "__name__", "")))
 
 __all__ = ["app", "main"]

@@ -94,11 +94,11 @@ def _print_groups(groups: list, threshold: str) -> None:
 @contextlib.contextmanager
 def _progress(disable: bool = False):
     """A Rich progress bar on stderr; yields `update(done, total, what)` for the library's callbacks."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True, disable=disable) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def update(done: int, total: int, what: str = "working") -> None:
             if what not in tasks:

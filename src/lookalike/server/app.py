@@ -88,10 +88,9 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
     hosts = frozenset(LOOPBACK_NAMES | {h.lower().strip("[]") for h in allowed_hosts})
     app.add_middleware(Guard, settings=GuardSettings(token, hosts, upload_limit))
     _error_handlers(app)
-    documented = {"responses": ERRORS, "dependencies": [_bearer_scheme()] if token else []}
-    app.include_router(search_routes(ctx), **documented)
-    app.include_router(collection_routes(ctx), **documented)
-    app.include_router(library_routes(ctx), **documented)
+    security = [_bearer_scheme()] if token else []
+    for router in (search_routes(ctx), collection_routes(ctx), library_routes(ctx)):
+        app.include_router(router, responses=ERRORS, dependencies=security)
     add_offline_docs(app)
 
     @app.get("/api/health", response_model=schemas.Health)

@@ -44,7 +44,7 @@ def resolve_checked(url: str, allow_private: bool = False) -> str:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError, ValueError) as exc:
         raise RequestRejected(400, f"cannot resolve {parts.hostname}") from exc
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
         if not allow_private and (not address.is_global or address.is_multicast):
             raise RequestRejected(403, f"{parts.hostname} is an internal address ({address}); URL queries "
@@ -59,12 +59,13 @@ def check_public_host(url: str, allow_private: bool = False) -> None:
 def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict]:
     """The URL rewritten to connect to `address`, with the Host header and TLS name of the original."""
     parts = urlsplit(url)
+    hostname = parts.hostname or ""
     host = f"[{address}]" if ":" in address else address
     netloc = host + (f":{parts.port}" if parts.port else "")
     target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    host_header = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    host_header = hostname if ":" not in hostname else f"[{hostname}]"
     host_header += f":{parts.port}" if parts.port else ""
-    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    extensions = {"sni_hostname": hostname} if parts.scheme == "https" else {}
     return target, {"Host": host_header, "User-Agent": "lookalike"}, extensions
 
 
