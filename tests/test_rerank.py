@@ -57,7 +57,7 @@ def test_rest_search_with_verify(index, sample_folder):
     from lookalike.server.app import create_app
 
     data = (sample_folder / "edited" / "astronaut_tight.jpg").read_bytes()
-    with TestClient(create_app(index, upload_limit=5 * 1024 * 1024)) as client:
+    with TestClient(create_app(index, upload_limit=5 * 1024 * 1024, allowed_hosts=["testserver"])) as client:
         response = client.post("/api/search/image", files={"file": ("tight.jpg", io.BytesIO(data), "image/jpeg")},
                                data={"k": "5", "verify": "true"})
     assert response.status_code == 200, response.text
