@@ -140,7 +140,8 @@ class RayEngine:
         import ray
 
         if not ray.is_initialized():
-            options = {"address": self.address} if self.address else {"num_cpus": os.cpu_count()}
+            # no address: a Ray of our own here, even when another cluster runs on this machine
+            options = {"address": self.address} if self.address else {"address": "local", "num_cpus": os.cpu_count()}
             ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                      logging_level="ERROR", **options)
         return ray
