@@ -8,6 +8,7 @@ from lookalike.errors import IndexUnusableError, ModalityError
 from lookalike.settings import IndexSettings
 
 
+@pytest.mark.slow
 def test_open_update_search_round_trip(sample_folder, photos):
     idx = lookalike.open(sample_folder, model="efficientnet-lite0")
     report = idx.update()
@@ -46,6 +47,7 @@ def test_text_query_on_an_image_only_index_is_a_clear_error(sample_folder):
         idx.search(text="a cat")
 
 
+@pytest.mark.slow
 def test_text_search_with_clip(sample_folder, tiny_clip_dir):
     idx = lookalike.open(sample_folder, model=str(tiny_clip_dir))
     idx.update()
@@ -115,6 +117,7 @@ def test_a_refused_open_closes_its_catalog(sample_folder, monkeypatch):
     assert closed == [1, 1]
 
 
+@pytest.mark.slow
 def test_every_verb_is_a_method_of_the_index(sample_folder):
     with lookalike.open(sample_folder, model="efficientnet-lite0") as idx:
         idx.update()

@@ -40,6 +40,7 @@ def indexed(sample_folder):
     return sample_folder
 
 
+@pytest.mark.slow
 def test_index_search_json_finds_the_original_of_an_edited_query(indexed, tmp_path, photos):
     query = tmp_path / "query cat.jpg"
     photos["chelsea"].resize((200, 133)).save(query, quality=50)
@@ -53,6 +54,7 @@ def test_index_search_json_finds_the_original_of_an_edited_query(indexed, tmp_pa
     assert 0.8 < first["score"] <= 1.0 and first["percent"] == pytest.approx((first["score"] + 1) * 50, abs=0.01)
 
 
+@pytest.mark.slow
 def test_several_queries_give_one_json_line_each_and_a_table_otherwise(indexed):
     out = run("search", indexed / "rocket.png", indexed / "moon.png", "-k", "2", "--json", cwd=indexed)
     lines = json_lines(out.stdout)
@@ -65,6 +67,7 @@ def test_several_queries_give_one_json_line_each_and_a_table_otherwise(indexed):
     assert len(paths) == 3 and paths[0] == str(indexed / "rocket.png")
 
 
+@pytest.mark.slow
 def test_rerun_summary_and_info(indexed, photos):
     photos["rocket"].rotate(90, expand=True).save(indexed / "edited" / "rocket turned.png")
     (indexed / "moon.png").rename(indexed / "edited" / "moon moved.png")
@@ -79,6 +82,7 @@ def test_rerun_summary_and_info(indexed, photos):
     assert json.loads(run("info", "--json", cwd=indexed).stdout)["search_structure"] == "exact float16, 32 vectors"
 
 
+@pytest.mark.slow
 def test_nested_unicode_empty_and_corrupt_folders(tmp_path, photos):
     root = tmp_path / "fotos von Zoë"
     (root / "année 2024" / "été").mkdir(parents=True)
@@ -99,6 +103,7 @@ def test_nested_unicode_empty_and_corrupt_folders(tmp_path, photos):
     assert "(no results)" in run("search", root / "horloge.png", "--db", empty / ".lookalike").stdout
 
 
+@pytest.mark.slow
 def test_compare_shows_why_hashes_disagree(indexed):
     out = run("compare", indexed / "chelsea.png", indexed / "edited" / "chelsea_half.png", cwd=indexed)
     assert "file MD5" in out.stdout and "pixel MD5" in out.stdout and "pHash" in out.stdout
@@ -108,6 +113,7 @@ def test_compare_shows_why_hashes_disagree(indexed):
     assert data["file_md5_equal"] is False and data["pixel_md5_equal"] is True and data["cosine"] > 0.999
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_without_traceback(indexed, tmp_path):
     text = run("search", "--text", "a cat", cwd=indexed, check=False)
     assert text.returncode == 1 and "Traceback" not in text.stderr
@@ -120,6 +126,7 @@ def test_errors_are_one_line_without_traceback(indexed, tmp_path):
     assert other_model.returncode == 1 and "--reindex" in other_model.stderr
 
 
+@pytest.mark.slow
 def test_offline_clip_fails_readably_and_leaves_no_index(tmp_path, photos):
     photos["rocket"].save(tmp_path / "rocket.png")
     env = {**ENV, "HF_HOME": str(tmp_path / "empty-hf-cache")}
@@ -130,6 +137,7 @@ def test_offline_clip_fails_readably_and_leaves_no_index(tmp_path, photos):
     assert not (tmp_path / ".lookalike" / "index.db").exists()
 
 
+@pytest.mark.slow
 def test_clip_text_search_through_a_local_checkpoint(sample_folder, tiny_clip_dir):
     run("index", sample_folder, "--model", tiny_clip_dir)
     out = run("search", "--text", "a teddy bear", "--text", "-night", "-k", "4", "--json", cwd=sample_folder)
@@ -157,6 +165,7 @@ def _snapshot(db_file: Path) -> dict[str, tuple[str, np.ndarray]]:
     return {p: (h, np.frombuffer(v, np.float16).astype(np.float32)) for p, h, v in rows}
 
 
+@pytest.mark.slow
 def test_kill_9_mid_index_then_rerun_equals_an_uninterrupted_run(tmp_path, photos):
     folder = tmp_path / "many"
     _distinct_images(folder, photos, 80)
@@ -190,6 +199,7 @@ def test_kill_9_mid_index_then_rerun_equals_an_uninterrupted_run(tmp_path, photo
         assert float(resumed[path][1] @ vector) > 0.999
 
 
+@pytest.mark.slow
 def test_search_while_the_index_is_being_written(tmp_path, photos):
     folder = tmp_path / "growing"
     _distinct_images(folder, photos, 16)
@@ -225,6 +235,7 @@ def test_console_script_is_installed():
     assert out.returncode == 0 and "search" in out.stdout and "index" in out.stdout
 
 
+@pytest.mark.slow
 def test_dupes_reports_and_dry_run(indexed, tmp_path):
     out = run("dupes", "--json", "--csv", tmp_path / "d.csv", "--html", tmp_path / "d.html", cwd=indexed)
     groups = json.loads(out.stdout)["groups"]
@@ -237,6 +248,7 @@ def test_dupes_reports_and_dry_run(indexed, tmp_path):
     assert all(json.loads(line)["matches"] for line in cross.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_recognize_and_cluster_commands(indexed, tmp_path, photos):
     categories = tmp_path / "categories"
     for name in ("chelsea", "rocket"):
@@ -253,6 +265,7 @@ def test_recognize_and_cluster_commands(indexed, tmp_path, photos):
     assert len(chelsea) == 1
 
 
+@pytest.mark.slow
 def test_fusion_search_command(sample_folder, tiny_clip_dir):
     run("index", sample_folder, "--model", tiny_clip_dir)
     out = run("search", "rocket.png", "--labels", "--image-weight", "1", "-k", "3", "--json", cwd=sample_folder)
@@ -261,6 +274,7 @@ def test_fusion_search_command(sample_folder, tiny_clip_dir):
     assert {"image_score", "label_score", "score"} <= set(result["results"][0])
 
 
+@pytest.mark.slow
 def test_eval_and_calibrate_commands(indexed, tmp_path, photos):
     originals = tmp_path / "originals"
     originals.mkdir()
@@ -278,6 +292,7 @@ def test_eval_and_calibrate_commands(indexed, tmp_path, photos):
     assert "efficientnet-lite0" in json.loads(info[0])
 
 
+@pytest.mark.slow
 def test_search_by_url(indexed, photos, local_http):
     import io
 
@@ -288,6 +303,7 @@ def test_search_by_url(indexed, photos, local_http):
     assert result["query"] == url and result["results"][0]["relative_path"] == "rocket.png"
 
 
+@pytest.mark.slow
 def test_dinov2_checkpoint_folder_as_model(sample_folder, tiny_dino_dir):
     run("index", sample_folder, "--model", tiny_dino_dir)
     info = json.loads(run("info", "--json", cwd=sample_folder).stdout)
@@ -297,6 +313,7 @@ def test_dinov2_checkpoint_folder_as_model(sample_folder, tiny_dino_dir):
     assert text.returncode == 1 and "images only" in text.stderr
 
 
+@pytest.mark.slow
 def test_hostile_file_names_are_indexed_searchable_and_printed_escaped(tmp_path, photos):
     """Faults 1 and 10: a non-UTF-8 name and terminal escape codes in names, end to end through the CLI."""
     folder = tmp_path / "hostile"
@@ -360,6 +377,7 @@ def test_kill_9_at_20_random_moments_of_index(tmp_path, photos):
     assert interrupted >= 2  # some kills landed mid-embedding (most land in start-up and model loading)
 
 
+@pytest.mark.slow
 def test_copy_model_beside_the_main_model(tmp_path, photos):
     pytest.importorskip("pdqhash")
     folder = tmp_path / "photos"
@@ -378,6 +396,7 @@ def test_copy_model_beside_the_main_model(tmp_path, photos):
         == [["coffee.jpg", "coffee_mirrored.jpg"]]
 
 
+@pytest.mark.slow
 def test_rough_edges_version_db_folder_and_folder_queries(indexed, tmp_path):
     assert run("--version").stdout.startswith("lookalike ")
     info = json.loads(run("info", "--json", "--db", indexed, cwd=tmp_path).stdout)  # --db PHOTOS_DIR

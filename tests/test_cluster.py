@@ -26,6 +26,7 @@ def _family(path: str) -> str:
     return path.split("/")[-1].split("_")[0].split(".")[0]
 
 
+@pytest.mark.slow
 def test_automatic_k_separates_the_photo_families(families):
     clustering = cluster_index(families)
     assert clustering.k == 3 and clustering.silhouette > 0.3
@@ -35,6 +36,7 @@ def test_automatic_k_separates_the_photo_families(families):
     assert sorted(clustering.sizes().values()) == [6, 6, 6]
 
 
+@pytest.mark.slow
 def test_given_k_and_reproducibility(families):
     first = cluster_index(families, k=2, seed=1)
     assert first.k == 2 and len(set(first.labels.tolist())) == 2
@@ -60,6 +62,7 @@ def test_hdbscan_leaves_outliers_unassigned():
     assert np.all(result.labels[90:] == NOISE)
 
 
+@pytest.mark.slow
 def test_outputs_links_contact_sheet_and_map(families, tmp_path):
     clustering = cluster_index(families)
     entries = rows(families, clustering)

@@ -32,6 +32,7 @@ def indexed(sample_folder):
     return idx
 
 
+@pytest.mark.slow
 def test_edited_copies_group_with_their_original_and_nothing_else(indexed):
     groups = find_duplicates(indexed)
     assert len(groups) == 3
@@ -43,6 +44,7 @@ def test_edited_copies_group_with_their_original_and_nothing_else(indexed):
         assert all(a.score >= b.score for a, b in zip(group.others, group.others[1:], strict=False))
 
 
+@pytest.mark.slow
 def test_metadata_only_copies_are_exact_and_pixel_edits_are_not(indexed):
     group = next(g for g in find_duplicates(indexed) if _family(g.keeper.relative_path) == "chelsea")
     exact = {m.relative_path for m in group.members if m.exact or m is group.keeper}
@@ -50,6 +52,7 @@ def test_metadata_only_copies_are_exact_and_pixel_edits_are_not(indexed):
     assert indexed.catalog.details([group.keeper.id])[group.keeper.id][6] is not None  # pixel hash stored
 
 
+@pytest.mark.slow
 def test_keeper_rules(indexed):
     group = next(g for g in find_duplicates(indexed, keep=["resolution", "size"]) if "coffee" in g.keeper.path)
     assert group.keeper.width * group.keeper.height == max(m.width * m.height for m in group.members)
@@ -77,6 +80,7 @@ def test_chains_do_not_merge_unrelated_images():
     assert groups.groups() == [[0, 1]]
 
 
+@pytest.mark.slow
 def test_verification_rescues_a_half_crop_the_embedding_misses(sample_folder, photos):
     rocket = photos["rocket"]
     w, h = rocket.size
@@ -93,6 +97,7 @@ def test_verification_rescues_a_half_crop_the_embedding_misses(sample_folder, ph
         assert len({_family(m.relative_path) for m in group.members}) == 1
 
 
+@pytest.mark.slow
 def test_cross_set_mode_reports_which_images_already_exist(indexed, tmp_path, photos):
     incoming = tmp_path / "incoming"
     incoming.mkdir()
@@ -109,6 +114,7 @@ def test_cross_set_mode_reports_which_images_already_exist(indexed, tmp_path, ph
     assert "not an image" in found["broken.jpg"]
 
 
+@pytest.mark.slow
 def test_dry_run_moves_nothing_and_apply_moves_only_duplicates(indexed, tmp_path):
     groups = find_duplicates(indexed)
     before = sorted(p.name for p in indexed.root.rglob("*.png"))
@@ -123,6 +129,7 @@ def test_dry_run_moves_nothing_and_apply_moves_only_duplicates(indexed, tmp_path
     assert indexed.update().removed == 15
 
 
+@pytest.mark.slow
 def test_reports(indexed, tmp_path):
     groups = find_duplicates(indexed)
     out = io.StringIO()
@@ -153,6 +160,7 @@ def test_tiny_or_empty_index_has_no_groups(tmp_path, photos):
     assert DuplicateGroup(Member(1, "a", "/a", 1, 1, 1, 1)).as_dict()["duplicates"] == []
 
 
+@pytest.mark.slow
 def test_verify_survives_1x1_and_1xn_images(tmp_path, photos):
     """Fault 6: the resize to 800 px made a 0-row image and OpenCV crashed (CLI and API answered 500)."""
     from PIL import Image

@@ -28,6 +28,7 @@ def test_copy_score_lowers_images_that_resemble_everything():
     assert background(similarity, (10, 20))[1] == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_hard_set_holds_tiles_negatives_and_distractors(tmp_path, photos):
     big = Image.new("RGB", (1800, 1200))
     big.paste(photos["astronaut"].resize((900, 1200)), (0, 0))

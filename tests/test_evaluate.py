@@ -67,6 +67,7 @@ def small_set(tmp_path_factory, photos):
     return dataset, out
 
 
+@pytest.mark.slow
 def test_generated_set_is_seeded_with_negatives(small_set, tmp_path, photos):
     dataset, _ = small_set
     assert len(dataset.references) == 6 and len(dataset.queries) == 40
@@ -76,6 +77,7 @@ def test_generated_set_is_seeded_with_negatives(small_set, tmp_path, photos):
         generate_copy_detection_set(dataset.references[0].parent, tmp_path, families=["sepia"])
 
 
+@pytest.mark.slow
 def test_embedding_beats_file_md5_and_phash_on_edited_copies(small_set):
     dataset, out = small_set
     efficientnet = evaluate_model(dataset, "efficientnet-lite0")
@@ -93,6 +95,7 @@ def test_embedding_beats_file_md5_and_phash_on_edited_copies(small_set):
     assert set(thresholds) == {"efficientnet-lite0"}
 
 
+@pytest.mark.slow
 def test_geometric_verification_row_rescues_crops(small_set):
     dataset, _ = small_set
     plain = evaluate_model(dataset, "phash")
@@ -119,6 +122,7 @@ def test_disc21_layout(tmp_path, small_set):
     assert loaded.truth == [truth[q.stem] for q in loaded.queries]
 
 
+@pytest.mark.slow
 def test_retrieval_metrics_on_labelled_folders(tmp_path, photos, tiny_clip_dir):
     for name in ("chelsea", "rocket", "coffee"):
         (tmp_path / name).mkdir()

@@ -173,6 +173,7 @@ def test_the_pixel_limit_is_lookalikes_own_not_pillows(monkeypatch):
         load_image(data)
 
 
+@pytest.mark.slow
 def test_over_the_documented_limit_is_refused_before_decoding():
     data = _zero_png(20_000, 13_000)  # 260 MP, > 250 MP: refused from the header alone
     with pytest.raises(ImageError, match="over the 250,000,000 limit"):

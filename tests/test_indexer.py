@@ -17,6 +17,7 @@ def _vectors_by_path(catalog):
     return {path: catalog.vector_of(row.id) for path, row in catalog.rows().items()}
 
 
+@pytest.mark.slow
 def test_first_run_embeds_everything_then_nothing(catalog, sample_folder, counting):
     files = sorted(p for p in sample_folder.rglob("*") if p.is_file())
     first = update_index(catalog, sample_folder, counting, batch_size=8)
@@ -26,6 +27,7 @@ def test_first_run_embeds_everything_then_nothing(catalog, sample_folder, counti
     assert counting.images_embedded == 31
 
 
+@pytest.mark.slow
 def test_incremental_run_embeds_only_what_changed(catalog, sample_folder, counting, photos):
     update_index(catalog, sample_folder, counting)
     before = _vectors_by_path(catalog)
@@ -43,6 +45,7 @@ def test_incremental_run_embeds_only_what_changed(catalog, sample_folder, counti
     assert float(after["coffee.png"] @ before["coffee.png"]) < 0.9
 
 
+@pytest.mark.slow
 def test_moved_renamed_and_copied_files_reuse_their_vectors(catalog, sample_folder, counting):
     update_index(catalog, sample_folder, counting)
     before = _vectors_by_path(catalog)
@@ -58,6 +61,7 @@ def test_moved_renamed_and_copied_files_reuse_their_vectors(catalog, sample_fold
     assert "chelsea.png" not in after
 
 
+@pytest.mark.slow
 def test_bad_files_are_reported_skipped_and_retried_only_when_changed(catalog, sample_folder, counting, photos):
     (sample_folder / "empty.jpg").write_bytes(b"")
     (sample_folder / "notes.jpg").write_text("a text file named .jpg")
@@ -79,6 +83,7 @@ def test_bad_files_are_reported_skipped_and_retried_only_when_changed(catalog, s
     assert "notes.jpg" not in catalog.skipped()
 
 
+@pytest.mark.slow
 def test_a_crash_mid_run_keeps_committed_batches_and_the_next_run_completes(catalog, sample_folder, efficientnet):
     class CrashingEmbedder:
         def __init__(self, inner, crash_after):
@@ -100,6 +105,7 @@ def test_a_crash_mid_run_keeps_committed_batches_and_the_next_run_completes(cata
     assert report.added == 21 and report.unchanged == 10 and catalog.count() == 31
 
 
+@pytest.mark.slow
 def test_hidden_files_are_indexed_only_when_asked(catalog, sample_folder, counting, photos):
     (sample_folder / ".private").mkdir()
     photos["coins"].save(sample_folder / ".private" / "coins.png")
@@ -109,6 +115,7 @@ def test_hidden_files_are_indexed_only_when_asked(catalog, sample_folder, counti
     assert ".private/coins.png" in catalog.rows()
 
 
+@pytest.mark.slow
 def test_file_names_of_any_bytes_are_indexed_and_kept_exactly(catalog, tmp_path, photos, efficientnet):
     """Fault 1: one name with invalid UTF-8 used to stop the run with a UnicodeEncodeError, 0 indexed."""
     folder = tmp_path / "names"
@@ -131,6 +138,7 @@ def test_file_names_of_any_bytes_are_indexed_and_kept_exactly(catalog, tmp_path,
     assert moved.moved == 1 and os.fsdecode(b"moved\xff.jpg") in reopened.rows()
 
 
+@pytest.mark.slow
 def test_the_bad_input_corpus_crashes_nothing(catalog, tmp_path, photos, efficientnet):
     """Goal: hostile names, bombs, truncated, text-as-image, links, loops, odd formats: 0 crashes, every bad file
     reported, every good file indexed (twice: the second run retries nothing and changes nothing)."""

@@ -1,13 +1,16 @@
 import numpy as np
+import pytest
 from PIL import Image
 
 
+@pytest.mark.slow
 def test_vectors_are_unit_length_1280d(efficientnet, photos):
     vectors = efficientnet.embed_images([photos["chelsea"], photos["rocket"]])
     assert vectors.shape == (2, 1280) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_real_semantics_an_edited_copy_is_closer_than_any_other_photo(efficientnet, photos):
     names = list(photos)
     library = efficientnet.embed_images([photos[n] for n in names])
@@ -24,6 +27,7 @@ def test_real_semantics_an_edited_copy_is_closer_than_any_other_photo(efficientn
         assert scores.max() > 0.8
 
 
+@pytest.mark.slow
 def test_batched_and_single_embeddings_agree(efficientnet, photos):
     batch = efficientnet.embed_images([photos["coffee"], photos["astronaut"]])
     single = efficientnet.embed_images([photos["astronaut"]])

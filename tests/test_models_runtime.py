@@ -37,6 +37,7 @@ def _fidelity(embedder, images, runtime):
     return cosines.min(), overlap
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnx", "bf16"])
 def test_efficientnet_fast_runtimes_keep_fidelity(real_photos, runtime):
     cosine, overlap = _fidelity(EfficientNetLiteEmbedder(), real_photos, runtime)
@@ -58,6 +59,7 @@ def full_size_clip(tmp_path_factory):
     return HuggingFaceEmbedder(str(folder), "hf:random-clip-b32")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnx-int8", "onnx"])
 def test_clip_fast_runtimes_keep_fidelity(full_size_clip, real_photos, runtime):
     cosine, overlap = _fidelity(full_size_clip, real_photos, runtime)
@@ -74,6 +76,7 @@ def test_auto_picks_int8_for_transformers_and_fp32_onnx_for_cnns(monkeypatch):
         runtimes.resolve("onnx", transformer=False)
 
 
+@pytest.mark.slow
 def test_exports_are_cached_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path))
     embedder = EfficientNetLiteEmbedder()
@@ -91,6 +94,7 @@ def test_unknown_runtime_is_refused(monkeypatch):
         runtimes.requested_runtime()
 
 
+@pytest.mark.slow
 def test_an_unwritable_cache_folder_does_not_stop_model_loading(tmp_path, monkeypatch, real_photos):
     """Fault 10: an unwritable cache directory crashed model loading."""
     blocker = tmp_path / "not-a-folder"

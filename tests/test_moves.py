@@ -33,6 +33,7 @@ def _files(tmp_path: Path, count: int = 12) -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 def test_apply_then_undo_restores_every_file_byte_for_byte(sample_folder):
     before = _digests(sample_folder)
     idx = lookalike.open(sample_folder, model="efficientnet-lite0")

@@ -28,6 +28,7 @@ def index(sample_folder):
     idx.close()
 
 
+@pytest.mark.slow
 def test_verified_copies_come_first_with_where_they_sit(index, sample_folder):
     plain = index.search(image=sample_folder / "astronaut.png", k=8)
     verified = index.search(image=sample_folder / "astronaut.png", k=8, verify=True)

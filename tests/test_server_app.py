@@ -37,6 +37,7 @@ def _jpeg(image, quality=85) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_upload_finds_the_original_first(client, photos):
     query = _jpeg(photos["coffee"].resize((300, 200)), 60)
     response = client.post("/api/search/image", files={"file": ("cup.jpg", query, "image/jpeg")}, data={"k": "6"})
@@ -115,6 +116,7 @@ def test_url_queries_refuse_internal_addresses(client):
     assert client.get("/api/search/url", params={"url": "file:///etc/passwd"}).status_code == 400
 
 
+@pytest.mark.slow
 def test_compare_dupes_clusters(client, photos):
     a = _jpeg(photos["chelsea"])
     b = _jpeg(photos["chelsea"].resize((225, 150)))
@@ -182,6 +184,7 @@ def test_ids_and_numbers_out_of_range_are_422_not_500(client, url):
     assert "detail" in response.json()
 
 
+@pytest.mark.slow
 def test_dupes_with_verification_is_a_background_job_that_holds_no_lock(client, monkeypatch):
     """Fault 9: /api/dupes?verify=true held the global lock (a concurrent search waited 10.1 s)."""
     import threading

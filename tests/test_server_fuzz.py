@@ -22,6 +22,7 @@ def app(tmp_path_factory, sample_folder_template):
     idx.close()
 
 
+@pytest.mark.slow
 def test_no_input_gets_a_server_error(app):
     """25 generated requests per route (seeded, so a failure reproduces), each must answer below 500 — except
     a 503 with Retry-After, the designed answer when more verify jobs are queued than the server takes."""

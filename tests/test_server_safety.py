@@ -87,6 +87,7 @@ def test_the_checked_address_is_the_one_connected_to(recording_http, monkeypatch
     assert seen == [f"photos.invalid:{port}"]  # the name travels in Host, the connection goes to the checked IP
 
 
+@pytest.mark.slow
 def test_a_slow_drip_download_stops_at_the_overall_deadline(recording_http):
     """Fault 3: slow-drip URLs never tripped a read timeout and held every worker (/api/health: 37.6 s)."""
     import time
@@ -98,6 +99,7 @@ def test_a_slow_drip_download_stops_at_the_overall_deadline(recording_http):
     assert caught.value.status == 400 and time.monotonic() - started < 3
 
 
+@pytest.mark.slow
 def test_only_a_few_downloads_run_at_once(recording_http):
     import asyncio
 

@@ -161,6 +161,7 @@ def object_store(request, monkeypatch):
     stop()
 
 
+@pytest.mark.slow
 def test_cli_indexes_a_bucket_on_each_object_store(object_store, tmp_path, photos):
     import fsspec
 

@@ -20,6 +20,7 @@ def test_a_second_writer_is_told_who_holds_the_lock(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_second_update_waits_then_embeds_nothing_twice(sample_folder, counting):
     """Fault 8: two `lookalike index` runs at once both embedded (148 of 300 images twice)."""
     first, second = lookalike.open(sample_folder, model="efficientnet-lite0"), lookalike.open(sample_folder)

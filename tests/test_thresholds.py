@@ -19,6 +19,7 @@ def index(sample_folder):
     idx.close()
 
 
+@pytest.mark.slow
 def test_the_threshold_in_use_says_where_it_came_from(index):
     used = index.threshold()
     assert (used.value, used.source) == (0.75, "default")
@@ -34,6 +35,7 @@ def test_the_threshold_in_use_says_where_it_came_from(index):
     assert not reset_calibration(index.catalog, index.model_id)
 
 
+@pytest.mark.slow
 def test_reindexing_with_another_model_forgets_the_calibration(index, sample_folder):
     store_calibration(index.catalog, index.model_id, 0.62, images=15, at=1_764_000_000)
     index.close()
@@ -55,6 +57,7 @@ def test_indexing_skips_folders_that_hold_lookalike_output(sample_folder):
     assert not any(f.relpath.startswith("edited/") for f in scan(sample_folder).files)
 
 
+@pytest.mark.slow
 def test_cli_states_the_threshold_and_resets_it(index, sample_folder):
     store_calibration(index.catalog, index.model_id, 0.46, images=15, at=1_764_000_000)
     out = run("dupes", "--json", cwd=sample_folder)

@@ -116,6 +116,7 @@ def test_additions_are_appended_and_replacements_rebuild(tmp_path, monkeypatch):
     assert catalog.paths_for(found.ids[0]) == {int(found.ids[0][0]): "3.png"}
 
 
+@pytest.mark.slow
 def test_large_index_mode_fits_a_memory_budget(monkeypatch):
     latent = np.random.default_rng(5).standard_normal((16, 64)).astype(np.float32)
     rng = np.random.default_rng(6)
@@ -169,6 +170,7 @@ def test_the_rerank_pool_is_tuned_to_the_collection():
     assert tuned["clustered"] < tuned["structureless"]
 
 
+@pytest.mark.slow
 def test_large_index_mode_streams_from_the_catalog_and_reloads_memory_mapped(tmp_path, monkeypatch):
     settings = IndexSettings(exact_limit=100, memory_budget=300 * 2**10)  # 3000 × 64-d would need ~410 KB by default
     rng = np.random.default_rng(12)
@@ -217,6 +219,7 @@ def test_the_cache_describes_its_structure_without_loading_it(tmp_path, monkeypa
                                 "2 shards searched in parallel), 141 vectors")
 
 
+@pytest.mark.slow
 def test_large_index_mode_appends_additions_and_survives_a_crashed_append(tmp_path, monkeypatch):
     settings = IndexSettings(exact_limit=100, memory_budget=300 * 2**10)
     rng = np.random.default_rng(14)

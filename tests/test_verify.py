@@ -21,6 +21,7 @@ def _gradient(width: int, height: int, vertical: bool = False, noise: float = 3.
     return _jpeg(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).convert("RGB"))
 
 
+@pytest.mark.slow
 def test_unrelated_photos_gradients_and_flat_images_never_verify(photos):
     images = dict(photos)
     images["gradient"] = _gradient(640, 480)
