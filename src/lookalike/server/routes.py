@@ -36,6 +36,9 @@ class Context:
     categories: str | None = None
     allow_private_urls: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # One model call at a time: the runtimes already use every core for one image, and concurrent calls
+    # oversubscribed them (50 upload clients: 19.7 uploads/s vs 28.3 with calls in series); decoding stays parallel.
+    model_turn: threading.Lock = field(default_factory=threading.Lock)
     state: dict = field(default_factory=dict)
 
     def decode(self, data: bytes):
@@ -53,7 +56,8 @@ class Context:
         if "text" in query.modalities and "text" not in self.index.embedder.modalities:
             raise ModalityError(f"this index uses {self.index.model_id}, which embeds images only, so it cannot "
                                 "search by text; re-index with a text-capable model (--model clip --reindex)")
-        vector = query_vector(self.index.embedder, query)
+        with self.model_turn:
+            vector = query_vector(self.index.embedder, query)
         if verify and image is None:
             raise QueryError("verify needs a query image")
         with self.lock:
@@ -214,7 +218,9 @@ def _recognize(ctx: Context, data: bytes, name: str, threshold: float | None) ->
     with ctx.lock:
         if "categories" not in ctx.state:
             ctx.state["categories"] = load_categories(str(ctx.categories), ctx.index.embedder)
-    vector = ctx.index.embedder.embed_images([ctx.decode(data)])
+    image = ctx.decode(data)
+    with ctx.model_turn:
+        vector = ctx.index.embedder.embed_images([image])
     return ctx.state["categories"].recognize_vectors(vector, [name], threshold)[0].as_dict()
 
 
