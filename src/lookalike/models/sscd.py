@@ -44,10 +44,11 @@ _fetch_lock = threading.Lock()
 
 
 def model_cache() -> Path:
-    """Where downloaded weights live: $LOOKALIKE_CACHE/models (default ~/.cache/lookalike/models)."""
-    base = os.environ.get("LOOKALIKE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "lookalike")
-    return Path(base) / "models"
+    """Where downloaded weights live: $LOOKALIKE_CACHE/models (default ~/.cache/lookalike/models), or the model
+    cache's private fallback when that folder cannot be written."""
+    from lookalike.models.cache import cache_home
+
+    return cache_home() / "models"
 
 
 def resize_for_sscd(image: Image.Image) -> Image.Image:
