@@ -74,8 +74,10 @@ def _links(groups: list[DuplicateGroup], link_to: Path, dry_run: bool) -> list[s
     return done
 
 
-def move_files(plan: list[tuple[Path, Path]], trash: Path) -> Path:
-    """Move each (source, target), journaling every move in a new manifest in `trash`; returns the manifest."""
+def move_files(plan: list[tuple[Path, Path]], trash: Path, progress=None, stop=None) -> Path:
+    """Move each (source, target), journaling every move in a new manifest in `trash`; returns the manifest.
+    `progress(done, total)` follows the moves; `stop()`, asked before each move, ends the run early (the
+    manifest then records exactly the moves made, and `undo_moves` puts them back like any other)."""
     for source, target in plan:
         if not source.is_file():
             raise LookalikeError(f"{source} is missing; nothing was moved")
@@ -90,18 +92,37 @@ def move_files(plan: list[tuple[Path, Path]], trash: Path) -> Path:
     with Journal(manifest) as journal:
         journal.write({"lookalike_moves": 1, "created": time.time()})
         for number, (source, target) in enumerate(plan):
+            if stop is not None and stop():
+                journal.write({"stopped": number})
+                break
             journal.write({"move": number, "from": str(source.resolve()), "to": str(target.resolve())})
             move_file(source, target)
             journal.write({"done": number})
+            if progress is not None:
+                progress(number + 1, len(plan))
     return manifest
 
 
-def undo_moves(manifest: Path) -> list[str]:
-    """Put every file recorded in `manifest` back where it was, newest move first. Safe to run twice."""
+def undo_moves(manifest: Path, progress=None, stop=None) -> list[str]:
+    """Put every file recorded in `manifest` back where it was, newest move first; what was done, a line each.
+    Safe to run twice, and after a run that `stop()` ended early."""
+    return [UNDO_LINES[what].format(origin=origin, target=target)
+            for what, origin, target in restore_moves(manifest, progress, stop)]
+
+
+UNDO_LINES = {"restored": "restored {origin}", "kept": "kept {origin} (its copy in the trash was removed)",
+              "missing": "missing {origin}: not at {target} either"}
+
+
+def restore_moves(manifest: Path, progress=None, stop=None) -> list[tuple[str, Path, Path]]:
+    """`undo_moves` as (what, origin, target): what is 'restored', 'kept' (the source was never removed) or
+    'missing' (the file is at neither place)."""
     moves = read_manifest(manifest)
-    done = []
+    done: list[tuple[str, Path, Path]] = []
     with Journal(manifest) as journal:
-        for number in sorted(moves, reverse=True):
+        for step, number in enumerate(sorted(moves, reverse=True)):
+            if stop is not None and stop():
+                break
             origin, target = Path(moves[number]["from"]), Path(moves[number]["to"])
             partial = target.with_name(target.name + PARTIAL_SUFFIX)
             if partial.exists():
@@ -110,18 +131,21 @@ def undo_moves(manifest: Path) -> list[str]:
                 if not filecmp.cmp(origin, target, shallow=False):
                     raise LookalikeError(f"{origin} exists and differs from {target}: restore it by hand")
                 target.unlink()  # our finished copy of a file whose source was never removed (crash)
-                done.append(f"kept {origin} (its copy in the trash was removed)")
+                done.append(("kept", origin, target))
             elif target.exists():
                 move_file(target, origin)
-                done.append(f"restored {origin}")
+                done.append(("restored", origin, target))
             elif not origin.exists():
-                done.append(f"missing {origin}: not at {target} either")
+                done.append(("missing", origin, target))
             journal.write({"undone": number})
+            if progress is not None:
+                progress(step + 1, len(moves))
     return done
 
 
 def read_manifest(manifest: Path) -> dict[int, dict]:
-    """The moves a manifest records (begun, whether or not confirmed), by number; a torn last line is ignored."""
+    """The moves a manifest records (begun, whether or not confirmed), by number, `"undone": True` on those an
+    undo has handled; a torn last line is ignored."""
     if not manifest.is_file():
         raise LookalikeError(f"{manifest} is not a lookalike manifest file")
     moves: dict[int, dict] = {}
@@ -137,6 +161,8 @@ def read_manifest(manifest: Path) -> dict[int, dict]:
             raise LookalikeError(f"{manifest} is not a lookalike manifest file")
         if "move" in record:
             moves[record["move"]] = record
+        elif "undone" in record and record["undone"] in moves:
+            moves[record["undone"]]["undone"] = True
     return moves
 
 

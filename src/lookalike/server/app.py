@@ -24,6 +24,7 @@ from lookalike.server import schemas
 from lookalike.server.docs import add_offline_docs
 from lookalike.server.guard import B64TOKEN, LOOPBACK_NAMES, Guard, GuardSettings
 from lookalike.server.library import library_routes
+from lookalike.server.review import review_routes
 from lookalike.server.routes import Context, collection_routes, search_routes
 from lookalike.server.safety import DEFAULT_PIXEL_LIMIT, DEFAULT_UPLOAD_LIMIT, RequestRejected
 from lookalike.server.work import Jobs, WorkerPool
@@ -89,7 +90,7 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
     app.add_middleware(Guard, settings=GuardSettings(token, hosts, upload_limit))
     _error_handlers(app)
     security = [_bearer_scheme()] if token else []
-    for router in (search_routes(ctx), collection_routes(ctx), library_routes(ctx)):
+    for router in (search_routes(ctx), collection_routes(ctx), library_routes(ctx), review_routes(ctx)):
         app.include_router(router, responses=ERRORS, dependencies=security)
     add_offline_docs(app)
 

@@ -1,21 +1,15 @@
-"""Routes for the web app's collection views: a paged gallery of the whole collection, its folders, and
-applying (and undoing) a duplicate review by moving files to the trash folder (`lookalike/trash.py`).
-
-Applying re-indexes the folder afterwards (as a background job the page shows progress for), so moved files
-leave search results and the gallery at once; undo does the same in reverse.
-"""
+"""Routes for the web app's collection views: a paged gallery of the whole collection and its folders (the
+duplicate review's routes are in `review.py`)."""
 
 from __future__ import annotations
 
 import posixpath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query
 
 from lookalike.names import from_db, json_text
 from lookalike.server import schemas
-from lookalike.server.safety import RequestRejected
 
 Sort = Literal["date", "date-asc", "name", "folder", "size"]
 SORT_KEYS = {
@@ -72,46 +66,6 @@ def folders(ctx) -> dict:
     return {"folders": [{"folder": f, "images": n} for f, n in sorted(counts.items())]}
 
 
-def _local_root(ctx) -> str:
-    if not getattr(ctx.index.source, "is_local", False):
-        raise RequestRejected(400, "moving files needs a local folder; this index reads "
-                                   f"{ctx.index.source.location}")
-    return ctx.index.source.location
-
-
-def apply_moves(ctx, plan: schemas.MovePlan, progress) -> dict:
-    """Move the chosen files to the trash, then re-index so they leave the results."""
-    from lookalike.trash import move_to_trash
-
-    root = _local_root(ctx)
-    if set(plan.move) & set(plan.keep):
-        raise RequestRejected(400, "an image cannot be both kept and moved")
-    with ctx.lock:
-        paths = ctx.index.catalog.paths_for([*plan.move, *plan.keep])
-    unknown = [i for i in [*plan.move, *plan.keep] if i not in paths]
-    if unknown:
-        raise RequestRejected(404, f"no image with id {unknown[0]} in the index; reload the review")
-    batch, moved = move_to_trash(root, [paths[i] for i in plan.move], [paths[i] for i in plan.keep])
-    _reindex(ctx, progress)
-    ids = {paths[i]: i for i in plan.move}
-    return {"batch": batch, "manifest": f".lookalike-trash/{batch}/manifest.json",
-            "moved": [{"id": ids[m.relative_path], **{k: json_text(v) for k, v in m.as_dict().items()}}
-                      for m in moved]}
-
-
-def undo_moves(ctx, batch: str, progress) -> dict:
-    from lookalike.trash import undo
-
-    restored = undo(_local_root(ctx), batch)
-    _reindex(ctx, progress)
-    return {"batch": batch, "restored": [json_text(p) for p in restored]}
-
-
-def _reindex(ctx, progress) -> None:
-    with ctx.lock:
-        ctx.index.update(progress=progress)
-
-
 def library_routes(ctx) -> APIRouter:
     router = APIRouter()
 
@@ -128,23 +82,5 @@ def library_routes(ctx) -> APIRouter:
         """Every folder holding indexed images, with how many."""
         return await ctx.pool.run(folders, ctx)
 
-    @router.post("/api/dupes/apply", status_code=202, response_model=schemas.Job)
-    async def apply(plan: schemas.MovePlan) -> JSONResponse:
-        """Move the `move` images to `<folder>/.lookalike-trash/<batch>/` (never deleted) with a manifest,
-        then re-index: a job whose result gives the batch id for /api/dupes/undo."""
-        if not plan.move:
-            raise RequestRejected(400, "nothing to move: mark at least one image 'move'")
-        job = ctx.jobs.start("apply", lambda progress: apply_moves(ctx, plan, progress))
-        return _accepted(job)
-
-    @router.post("/api/dupes/undo/{batch}", status_code=202, response_model=schemas.Job)
-    async def undo(batch: Annotated[str, Path(pattern=r"^[0-9]{8}T[0-9]{6}-[0-9]{6}$")]) -> JSONResponse:
-        """Put back every file of a batch moved by /api/dupes/apply, then re-index."""
-        job = ctx.jobs.start("undo", lambda progress: undo_moves(ctx, batch, progress))
-        return _accepted(job)
-
     return router
 
-
-def _accepted(job) -> JSONResponse:
-    return JSONResponse(job.as_dict(), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})

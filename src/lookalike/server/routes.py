@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 
 from lookalike.api import Index, SearchResult
-from lookalike.errors import IndexUnusableError, ModalityError, QueryError
+from lookalike.errors import ModalityError, QueryError
 from lookalike.names import json_text
 from lookalike.rerank import pool_size, verify_matches
 from lookalike.server import schemas
@@ -23,6 +23,9 @@ from lookalike.server.work import Jobs, WorkerPool
 
 ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="An image id from a search result.")]
 TopK = Annotated[int, Query(ge=1, le=500)]
+COPIES = ("Copy lookup: originals of an edited copy (resized, cropped, flipped, turned), found with the index's "
+          "copy model; each result has a `copy_score` (its cosine minus the query's background similarity).")
+JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="A job id from a 202 answer.")]
 Score = Annotated[float | None, Query(ge=-1.0, le=1.0, description="A cosine similarity in [-1, 1].")]
 
 
@@ -47,10 +50,13 @@ class Context:
         return load_image(data, pixel_limit=self.pixel_limit)
 
     def search(self, k: int, min_score: float | None, image=None, text: str | None = None,
-               verify: bool = False) -> dict:
+               verify: bool = False, copies: bool = False) -> dict:
         """Embed outside the lock (the slow part, thread-safe), search under it; verification (local features on
-        a wider pool of candidates, files read by path) runs outside it too."""
+        a wider pool of candidates, files read by path) runs outside it too. `copies`: `Index.find_copies`."""
         from lookalike.search import make_query, query_vector
+
+        if copies:
+            return self.copies(k, min_score, image, text, verify)
 
         query = make_query(image=image, text=[text] if text else None)
         if "text" in query.modalities and "text" not in self.index.embedder.modalities:
@@ -66,6 +72,16 @@ class Context:
         if verify:
             result = SearchResult(result.query, verify_matches(self.index, image, result.matches, k),
                                   result.method + "+verify")
+        return results(result)
+
+    def copies(self, k: int, min_score: float | None, image, text: str | None, verify: bool) -> dict:
+        """Originals of an edited copy (the copy model, with flips and turns), each with its copy score."""
+        if image is None or text:
+            raise QueryError("copies=true needs a query image and no text")
+        if verify:
+            raise QueryError("copies=true and verify=true cannot be combined: choose one")
+        with self.model_turn, self.lock:
+            [result] = self.index.find_copies([image], k=k, min_score=min_score)
         return results(result)
 
     @contextmanager
@@ -85,11 +101,11 @@ class Context:
 def results(result) -> dict:
     payload = result.as_dict()
     for match in payload["results"]:
-        _public(match)
+        public(match)
     return payload
 
 
-def _public(member: dict) -> dict:
+def public(member: dict) -> dict:
     """Server paths are not the client's business; names are made valid UTF-8 for JSON."""
     member.pop("path", None)
     member["relative_path"] = json_text(member["relative_path"])
@@ -113,12 +129,13 @@ def search_routes(ctx: Context) -> APIRouter:
     async def search_image(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=500)] = 20,
                            min_score: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
                            text: Annotated[str | None, Form(max_length=1000)] = None,
-                           verify: Annotated[bool, Form()] = False) -> dict:
+                           verify: Annotated[bool, Form()] = False,
+                           copies: Annotated[bool, Form(description=COPIES)] = False) -> dict:
         """Search by an uploaded image (optionally mixed with text terms, e.g. '-night'); `verify` puts copies
-        proven by local features first, with the region they cover."""
+        proven by local features first, with the region they cover; `copies` looks up originals of a copy."""
         data = await read_upload(file, ctx.upload_limit)
         result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data), text=text,
-                                                       verify=verify))
+                                                       verify=verify, copies=copies))
         result["query"] = json_text(file.filename or "upload")
         return result
 
@@ -129,22 +146,22 @@ def search_routes(ctx: Context) -> APIRouter:
 
     @router.get("/api/search/url", response_model=schemas.SearchResults)
     async def search_url(url: Annotated[str, Query(max_length=4000)], k: TopK = 20, min_score: Score = None,
-                         verify: bool = False) -> dict:
+                         verify: bool = False, copies: Annotated[bool, Query(description=COPIES)] = False) -> dict:
+        """Search by the image at a URL (http/https, public addresses only); `verify` and `copies` as for an
+        upload."""
         data = await fetch(url, ctx.upload_limit, allow_private=ctx.allow_private_urls)
-        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data), verify=verify))
+        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data), verify=verify,
+                                                       copies=copies))
         result["query"] = url
         return result
 
     @router.get("/api/search/similar/{image_id}", response_model=schemas.SearchResults)
     async def more_like_this(image_id: ImageId, k: TopK = 20) -> dict:
+        """More like this: the images nearest an indexed one (itself first); `query` is its file name."""
         def work() -> dict:
             with ctx.lock:
-                try:
-                    vector = ctx.index.catalog.vector_of(image_id)
-                except IndexUnusableError as exc:
-                    raise RequestRejected(404, str(exc)) from exc
-                [result] = ctx.index.search_vectors(vector[None], [_name_of(ctx, image_id)], k=k)
-            return results(result)
+                found = ctx.index.similar(image_id, k=k)  # NotFoundError: 404
+            return {**results(found), "query": json_text(posixpath.basename(found.query))}
 
         return await ctx.pool.run(work)
 
@@ -182,21 +199,16 @@ def collection_routes(ctx: Context) -> APIRouter:
 
         return await ctx.pool.run(work)
 
-    @router.get("/api/dupes", response_model=schemas.Dupes,
-                responses={202: {"model": schemas.Job, "description": "with verify=true: a job to poll at its url"}})
-    async def dupes(threshold: Score = None, verify: bool = False) -> dict | Response:
-        """Duplicate groups. With `verify=true` (local features: minutes on large collections) the answer is a
-        background job (202) whose `url` gives its progress and, when done, the groups."""
-        if verify:
-            job = ctx.jobs.start("dupes", lambda progress: _dupes(ctx, threshold, True), key=("dupes", threshold))
-            return Response(_json(job.as_dict()), status_code=202, media_type="application/json",
-                            headers={"Location": f"/api/jobs/{job.id}"})
-        return await ctx.pool.run(lambda: _dupes(ctx, threshold, False))
-
     @router.get("/api/jobs/{job_id}", response_model=schemas.Job)
-    async def job(job_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$")]) -> dict:
+    async def job(job_id: JobId) -> dict:
         """A background job: status, progress, and its result once done."""
         return ctx.jobs.get(job_id).as_dict()
+
+    @router.post("/api/jobs/{job_id}/cancel", response_model=schemas.Job)
+    async def cancel_job(job_id: JobId) -> dict:
+        """Ask a job to stop: a queued one never starts; a running one stops at its next step (an apply between
+        two moves, its result listing the moves made, which undo puts back); a finished one is unchanged."""
+        return ctx.jobs.cancel(job_id).as_dict()
 
     @router.get("/api/clusters", response_model=schemas.Clusters)
     async def clusters(k: Annotated[int | None, Query(ge=2, le=500)] = None,
@@ -224,51 +236,6 @@ def _recognize(ctx: Context, data: bytes, name: str, threshold: float | None) ->
     return ctx.state["categories"].recognize_vectors(vector, [name], threshold)[0].as_dict()
 
 
-def _json(payload) -> bytes:
-    import json
-
-    return json.dumps(payload).encode()
-
-
-def _dupes(ctx: Context, threshold: float | None, verify: bool) -> dict:
-    from lookalike.dupes import find_duplicates
-
-    if verify:  # minutes: on a connection of its own, never under the lock
-        with ctx.reader() as view:
-            groups = find_duplicates(view, threshold=threshold, verify=True)
-    else:
-        with ctx.lock:
-            groups = find_duplicates(ctx.index, threshold=threshold)
-    payload = []
-    for group in groups:
-        entry = group.as_dict()
-        for member, described in zip(group.members, [entry["keeper"], *entry["duplicates"]], strict=True):
-            described.setdefault("mtime", member.mtime_ns / 1e9)
-            described.setdefault("folder", json_text(posixpath.dirname(member.relative_path)))
-            _public(described)
-        payload.append(entry)
-    return {"groups": payload, **_threshold(ctx, threshold)}
-
-
-def _threshold(ctx: Context, asked: float | None) -> dict:
-    """The threshold the groups used, and where it came from (the page shows both)."""
-    from lookalike.dupes import default_threshold
-
-    if asked is not None:
-        return {"threshold": asked, "threshold_source": "set in the request"}
-    with ctx.lock:
-        calibrated = ctx.index.catalog.get_meta("thresholds")
-    source = ("calibrated for this index (lookalike calibrate)" if calibrated and ctx.index.model_id in calibrated
-              else f"default for {ctx.index.model_id}")
-    return {"threshold": default_threshold(ctx.index.model_id, calibrated), "threshold_source": source}
-
-
-def _name_of(ctx: Context, image_id: int) -> str:
-    with ctx.lock:
-        paths = ctx.index.catalog.paths_for([image_id])
-    return json_text(posixpath.basename(paths[image_id])) if image_id in paths else f"#{image_id}"
-
-
 def _clusters(ctx: Context, k: int | None, method: str) -> dict:
     from lookalike.cluster import cluster_index, rows
 
@@ -277,7 +244,7 @@ def _clusters(ctx: Context, k: int | None, method: str) -> dict:
         entries = rows(ctx.index, clustering)
     grouped: dict[int, list] = {}
     for entry in entries:
-        grouped.setdefault(entry["cluster"], []).append(_public(
+        grouped.setdefault(entry["cluster"], []).append(public(
             {"id": entry["id"], "relative_path": entry["relative_path"]}))
     return {"method": clustering.method, "k": clustering.k, "silhouette": clustering.silhouette,
             "clusters": [{"cluster": c, "images": grouped[c]} for c in sorted(grouped, key=lambda c: -len(

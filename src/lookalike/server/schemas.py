@@ -24,6 +24,9 @@ class ImageRef(Open):
 class SearchMatch(ImageRef):
     score: float = Field(description="Cosine similarity to the query, in [-1, 1].")
     percent: float = Field(description="The score mapped to 0-100 %.")
+    copy_score: float | None = Field(None, description="copies=true: the cosine minus a share of the query's "
+                                     "background (its best similarity to another image); high only for copies.")
+    verification: dict | None = Field(None, description="verify=true: {verified, inliers, mirrored, region, ...}.")
 
 
 class SearchResults(Open):
@@ -47,6 +50,12 @@ class Info(Open):
     text_search: bool = Field(description="Whether the model can search by text.")
 
 
+class Region(Open):
+    in_: str = Field(alias="in", description="relative_path of the containing image (the keeper or this one).")
+    quad: list[list[float]] = Field(description="The four corners [x, y] of the other image in the containing "
+                                    "one, in its pixel coordinates (clockwise from the top left).")
+
+
 class DupeMember(ImageRef):
     score: float = Field(description="Cosine similarity to the suggested keeper.")
     exact: bool = Field(description="Identical decoded pixels to the keeper.")
@@ -56,6 +65,7 @@ class DupeMember(ImageRef):
     size: int = Field(description="File size in bytes.")
     mtime: float | None = Field(None, description="Modification time (Unix seconds).")
     folder: str | None = Field(None, description="The folder the file is in, from the indexed folder's root.")
+    region: Region | None = Field(None, description="Verified copies: where the pair overlaps.")
 
 
 class DupeGroup(Open):
@@ -113,6 +123,7 @@ class Health(Open):
 class JobProgress(Open):
     done: int
     total: int | None
+    what: str | None = Field(None, description="What is counted: 'verifying pairs', 'moving files', ...")
 
 
 class Job(Open):
@@ -124,6 +135,8 @@ class Job(Open):
     result: Any = Field(description="The route's answer once done (e.g. the duplicate groups).")
     error: str | None
     url: str = Field(description="Where to poll this job.")
+    cancel_requested: bool = Field(False, description="POST {url}/cancel was called; the job stops at its next "
+                                   "step (status 'cancelled', result: what it did before stopping).")
 
 
 class BrowseImage(ImageRef):
@@ -150,16 +163,32 @@ class Folders(Open):
 class MovePlan(BaseModel):
     move: list[int] = Field(description="Ids of the images to move out of the collection (never deleted).",
                             max_length=100_000)
-    keep: list[int] = Field(default_factory=list, description="Ids kept (recorded in the manifest).",
+    keep: list[int] = Field(default_factory=list, description="Ids kept (checked: none may also be moved).",
                             max_length=100_000)
 
 
 class MoveResult(Open):
-    batch: str = Field(description="The batch id to give to /api/dupes/undo.")
+    batch: str = Field(description="The trash folder's batch name.")
     moved: list[dict] = Field(description="[{id, from, to}] relative to the indexed folder.")
-    manifest: str = Field(description="The manifest file, relative to the indexed folder.")
+    manifest: str = Field(description="The move manifest (JSON Lines), relative to the indexed folder: give it to "
+                                      "/api/dupes/undo or to `lookalike dupes --undo`.")
+
+
+class UndoRequest(BaseModel):
+    manifest: str = Field(description="A move manifest relative to the indexed folder (/api/dupes/manifests).",
+                          max_length=4000)
 
 
 class UndoResult(Open):
-    batch: str
+    manifest: str
     restored: list[str]
+
+
+class PendingManifest(Open):
+    manifest: str = Field(description="Relative to the indexed folder.")
+    created: float
+    files: int = Field(description="Moved files not yet put back.")
+
+
+class Manifests(Open):
+    manifests: list[PendingManifest]

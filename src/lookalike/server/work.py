@@ -21,7 +21,39 @@ from dataclasses import dataclass, field
 
 from lookalike.server.safety import RequestRejected
 
-Progress = Callable[[int, int], None]
+Progress = Callable[..., None]  # progress(done, total[, what])
+
+
+class JobCancelled(Exception):
+    """Raised by a job's progress callback once a cancel was asked (the job stops at its next report); a job
+    may raise it itself with `result`, what it did before stopping (e.g. the moves an undo can put back)."""
+
+    def __init__(self, result: object = None) -> None:
+        super().__init__("cancelled")
+        self.result = result
+
+
+class Reporter:
+    """What a job's work receives: call it with (done, total[, what]) to report progress, which raises
+    JobCancelled once the job was asked to stop (cooperative cancel); `report` only reports, and `cancelled`
+    says whether to stop, for work that must stop at a point of its own choosing (between two file moves)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    @property
+    def cancelled(self) -> bool:
+        return self.job.cancel_requested
+
+    def report(self, done: int, total: int | None, what: str | None = None) -> None:
+        self.job.done, self.job.total = done, total
+        if what is not None:
+            self.job.phase = what
+
+    def __call__(self, done: int, total: int | None, what: str | None = None) -> None:
+        self.report(done, total, what)
+        if self.cancelled:
+            raise JobCancelled
 
 
 def default_workers() -> int:
@@ -58,7 +90,7 @@ class WorkerPool:
 class Job:
     id: str
     kind: str
-    status: str = "queued"  # queued, running, done, failed
+    status: str = "queued"  # queued, running, done, failed, cancelled
     done: int = 0
     total: int | None = None
     created_at: float = field(default_factory=time.time)
@@ -66,10 +98,13 @@ class Job:
     result: object = None
     error: str | None = None
     key: object = None
+    phase: str | None = None  # what the progress counts ("verifying pairs")
+    cancel_requested: bool = False
 
     def as_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "status": self.status,
-                "progress": {"done": self.done, "total": self.total},
+                "progress": {"done": self.done, "total": self.total, "what": self.phase},
+                "cancel_requested": self.cancel_requested,
                 "elapsed_s": round((self.finished_at or time.time()) - self.created_at, 2),
                 "result": self.result, "error": self.error, "url": f"/api/jobs/{self.id}"}
 
@@ -95,23 +130,36 @@ class Jobs:
             job = Job(uuid.uuid4().hex, kind, key=key)
             self._jobs[job.id] = job
             for old in list(self._jobs)[:-self._keep]:
-                if self._jobs[old].status in ("done", "failed"):
+                if self._jobs[old].status in ("done", "failed", "cancelled"):
                     del self._jobs[old]
         self._executor.submit(self._run, job, work)
         return job
 
     def _run(self, job: Job, work: Callable[[Progress], object]) -> None:
-        def progress(done: int, total: int) -> None:
-            job.done, job.total = done, total
-
-        job.status = "running"
+        with self._lock:
+            if job.status == "cancelled":  # cancelled while queued
+                return
+            job.status = "running"
         try:
-            job.result = work(progress)
+            job.result = work(Reporter(job))
             job.status = "done"
+        except JobCancelled as stop:
+            job.result, job.status = stop.result, "cancelled"
         except Exception as exc:  # reported to whoever polls the job
             job.error, job.status = f"{type(exc).__name__}: {exc}", "failed"
         finally:
             job.finished_at = time.time()
+
+    def cancel(self, job_id: str) -> Job:
+        """Ask a job to stop: a queued one never starts, a running one stops at its next progress report; a
+        finished one is left as it is (the answer says which)."""
+        job = self.get(job_id)
+        with self._lock:
+            if job.status == "queued":
+                job.status, job.finished_at = "cancelled", time.time()
+            if job.status in ("queued", "running", "cancelled"):
+                job.cancel_requested = True
+        return job
 
     def get(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
