@@ -125,3 +125,21 @@ def test_kill_9_mid_apply_leaves_every_file_in_place_or_moved_and_recorded(tmp_p
     undo_moves(manifest)
     assert {p: p.read_bytes() for p in sources} == before
     assert all(json.loads(line) for line in manifest.read_text().splitlines())  # no torn line left behind
+
+
+def test_a_stopped_run_records_exactly_the_moves_made_and_undoes_them(tmp_path):
+    sources = _files(tmp_path, 6)
+    before = _digests(tmp_path / "photos")
+    trash = tmp_path / "trash"
+    plan = [(s, trash / s.relative_to(tmp_path / "photos")) for s in sources]
+    reported: list[tuple[int, int]] = []
+    manifest = move_files(plan, trash, progress=lambda done, total: reported.append((done, total)),
+                          stop=lambda: len(reported) == 2)
+    assert reported == [(1, 6), (2, 6)] and sorted(read_manifest(manifest)) == [0, 1]
+    assert [s.exists() for s in sources] == [False, False, True, True, True, True]
+    assert json.loads(manifest.read_text().splitlines()[-1]) == {"stopped": 2}
+    undone: list[tuple[int, int]] = []
+    assert undo_moves(manifest, progress=lambda done, total: undone.append((done, total))) == [
+        f"restored {sources[1].resolve()}", f"restored {sources[0].resolve()}"]
+    assert undone == [(1, 2), (2, 2)] and _digests(tmp_path / "photos") == before
+    assert all(m.get("undone") for m in read_manifest(manifest).values())

@@ -48,12 +48,38 @@ def test_upload_finds_the_original_first(client, photos):
     assert response.json()["method"] == "exact"
 
 
+@pytest.mark.slow
+def test_copy_lookup_finds_the_original_of_a_mirrored_copy(client, photos):
+    mirrored = _jpeg(photos["astronaut"].transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((256, 256)), 70)
+    answer = client.post("/api/search/image", files={"file": ("flipped.jpg", mirrored, "image/jpeg")},
+                         data={"k": "5", "copies": "true"})
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["query"] == "flipped.jpg" and found["method"].startswith("copy lookup")
+    assert "astronaut" in found["results"][0]["relative_path"]
+    scores = [r["copy_score"] for r in found["results"]]
+    assert all(isinstance(s, float) for s in scores) and scores[0] > scores[-1]
+    plain = client.post("/api/search/image", files={"file": ("flipped.jpg", mirrored, "image/jpeg")},
+                        data={"k": "5"}).json()["results"]
+    assert all(r["copy_score"] is None for r in plain)
+    both = client.post("/api/search/image", files={"file": ("f.jpg", mirrored, "image/jpeg")},
+                       data={"copies": "true", "verify": "true"})
+    assert both.status_code == 422 and "choose one" in both.json()["detail"]
+    schema = client.get("/openapi.json").json()
+    assert "copy_score" in schema["components"]["schemas"]["SearchMatch"]["properties"]
+    assert "copies" in {p["name"] for p in schema["paths"]["/api/search/url"]["get"]["parameters"]}
+
+
 def test_more_like_this_thumbnails_info_health(client):
     info = client.get("/api/info").json()
     assert info["images"] == 31 and info["model"] == "efficientnet-lite0" and info["text_search"] is False
     assert client.get("/api/health").json() == {"status": "ok"}
-    similar = client.get("/api/search/similar/1?k=3").json()["results"]
+    answer = client.get("/api/search/similar/1?k=3").json()
+    similar = answer["results"]
     assert 1 in [r["id"] for r in similar if r["score"] > 0.998]  # itself (and pixel-identical copies) first
+    itself = next(r for r in similar if r["id"] == 1)
+    assert answer["query"] == itself["relative_path"].rsplit("/", 1)[-1]  # its file name, not '#1'
+    assert client.get("/api/search/similar/999999").status_code == 404
     thumb = client.get(f"/api/thumbnail/{similar[1]['id']}?size=64")
     assert thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) == 64

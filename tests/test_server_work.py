@@ -7,7 +7,7 @@ import time
 import pytest
 
 from lookalike.server.safety import RequestRejected
-from lookalike.server.work import Jobs, WorkerPool
+from lookalike.server.work import JobCancelled, Jobs, WorkerPool
 
 
 def test_a_full_pool_answers_503_with_retry_after():
@@ -54,4 +54,55 @@ def test_jobs_report_progress_result_and_failure():
     with pytest.raises(RequestRejected) as caught:
         jobs.get("0" * 32)
     assert caught.value.status == 404
+    jobs.shutdown()
+
+
+def _settled(jobs, job_id, deadline):
+    while jobs.get(job_id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.01)
+    return jobs.get(job_id).as_dict()
+
+
+def test_cancel_stops_a_running_job_at_its_next_report_and_a_queued_one_before_it_starts():
+    jobs = Jobs()
+    started, gate, ran = threading.Event(), threading.Event(), []
+
+    def work(progress):
+        for done in range(1, 1000):
+            progress(done, 999, "verifying pairs")  # raises JobCancelled once cancelled
+            started.set()
+            gate.wait(10)
+        return "finished"
+
+    running = jobs.start("dupes", work)
+    queued = jobs.start("apply", lambda progress: ran.append(1))
+    assert started.wait(10)
+    assert jobs.cancel(queued.id).as_dict()["status"] == "cancelled"
+    answer = jobs.cancel(running.id).as_dict()
+    assert answer["status"] == "running" and answer["cancel_requested"]
+    gate.set()
+    deadline = time.time() + 10
+    finished = _settled(jobs, running.id, deadline)
+    assert finished["status"] == "cancelled" and finished["result"] is None
+    assert finished["progress"] == {"done": 2, "total": 999, "what": "verifying pairs"}
+    time.sleep(0.1)
+    assert ran == [] and jobs.get(queued.id).status == "cancelled"  # never started
+    done = jobs.start("undo", lambda progress: "ok")
+    assert _settled(jobs, done.id, deadline)["status"] == "done"
+    assert jobs.cancel(done.id).as_dict()["status"] == "done"  # a finished job is left as it was
+    jobs.shutdown()
+
+
+def test_work_that_stops_itself_reports_what_it_did():
+    jobs = Jobs()
+
+    def work(progress):
+        progress.report(1, 3, "moving files")  # report only: never raises
+        jobs.cancel(progress.job.id)
+        assert progress.cancelled
+        raise JobCancelled({"moved": 1})
+
+    job = jobs.start("apply", work)
+    finished = _settled(jobs, job.id, time.time() + 10)
+    assert finished["status"] == "cancelled" and finished["result"] == {"moved": 1}
     jobs.shutdown()
