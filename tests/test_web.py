@@ -84,6 +84,15 @@ def test_upload_shows_the_original_first_then_duplicates_view(sample_folder, tmp
         SCREENSHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "search.png"), full_page=True)
 
+        page.check("#copies")  # copy lookup: the same upload searched again, results labelled with copy scores
+        page.wait_for_selector("#status:has-text('copy lookup with')")
+        assert "copies=1" in page.url
+        assert page.locator("#results .card .badge").first.inner_text().startswith("copy ")
+        assert "chelsea" in page.locator("#results .card .path").first.inner_text()
+        _shot(page, "search-copies-desktop.png")
+        page.uncheck("#copies")
+        page.wait_for_selector("#status:not(:has-text('copy lookup'))")
+
         page.locator("#results .card").nth(8).click()  # the viewer, then more like this
         page.click("#viewer-similar")
         page.wait_for_selector("#status:has-text('results for')")
@@ -274,14 +283,15 @@ def test_dupes_review_apply_and_undo(sample_folder, browser):
         page.wait_for_selector("#dupes-status >> text=/^Moved \\d+ files/")
         assert not any((sample_folder / p).exists() for p in moved)
         assert all((sample_folder / p).exists() for p in [*keeper_paths, kept_copy])
-        trash = list((sample_folder / ".lookalike-trash").glob("*/manifest.json"))
-        assert len(trash) == 1
+        trash = list((sample_folder / ".lookalike-trash").glob("*/lookalike-moves-*.jsonl"))
+        assert len(trash) == 1  # the CLI's move journal: `lookalike dupes --undo` takes it too
         page.wait_for_selector(f"#info:has-text('{31 - len(moved)} images')")
         _shot(page, "dupes-applied-phone.png")
 
         page.click("#undo")
         page.wait_for_selector("#dupes-status >> text=/^Put back \\d+ files/")
         assert _digests(sample_folder) == before
+        assert page.locator("#earlier").is_hidden()  # nothing left to put back
         page.wait_for_selector("#info:has-text('31 images')")
         assert page.blocked == []
 
@@ -292,5 +302,56 @@ def test_dupes_review_apply_and_undo(sample_folder, browser):
         docs.wait_for_selector(".model-box, .response-col_description")
         _shot(docs, "docs-desktop.png")
         assert docs.blocked == []
+    finally:
+        server.stop()
+
+
+CONTENT_BOX = """(polygon) => {  // the polygon's box and the image's drawn area (object-fit: contain), in page pixels
+  const img = polygon.closest('.card').querySelector('img'), box = img.getBoundingClientRect();
+  const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+  const width = img.naturalWidth * scale, height = img.naturalHeight * scale;
+  const left = box.left + (box.width - width) / 2, top = box.top + (box.height - height) / 2;
+  const p = polygon.getBoundingClientRect();
+  return {image: [left, top, width, height], polygon: [p.left, p.top, p.width, p.height]};
+}"""
+
+
+def test_verify_progress_cancel_and_copy_boxes(sample_folder, browser):
+    """The verification job shows a progress bar with a Cancel button that stops it; once it runs to the end,
+    each verified crop is outlined on its original where it sits, scaled to the displayed thumbnail."""
+    server = Server(sample_folder, "efficientnet-lite0")
+    try:
+        for width in ["desktop", "phone"]:
+            page = offline_page(browser, width)
+            page.set_default_timeout(180_000)
+            page.goto(server.url + "/?view=dupes")
+            page.check("#verify")
+            page.click("#load-dupes")
+            page.wait_for_selector("#job:not([hidden])")
+            page.wait_for_function("/^\\d+ \\/ \\d+$/.test(document.getElementById('job-count').textContent)")
+            assert page.get_attribute("#job-bar", "max") not in (None, "1") and page.is_enabled("#job-cancel")
+            assert axe_violations(page) == []
+            _shot(page, f"cancel-{width}.png")
+            page.click("#job-cancel")
+            page.wait_for_selector("#dupes-status:has-text('Cancelled')")
+            assert page.locator("#job").is_hidden() and page.locator("#dupes .group").count() == 0
+
+            page.click("#load-dupes")  # again, to the end: a new job, not the cancelled one
+            page.wait_for_selector("#dupes .group")
+            page.wait_for_function("[...document.querySelectorAll('#dupes .card img')].every(i => i.naturalWidth > 0)")
+            crops = page.locator("#dupes .member.keeper svg.region polygon[data-copy$='_crop80.png']")
+            assert crops.count() == 3  # chelsea, astronaut, coffee: each crop outlined on its original
+            for number in range(3):
+                found = crops.nth(number).evaluate(CONTENT_BOX)
+                (left, top, w, h), (p_left, p_top, p_w, p_h) = found["image"], found["polygon"]
+                assert left - 1 <= p_left and p_left + p_w <= left + w + 1, found  # inside the drawn image
+                assert top - 1 <= p_top and p_top + p_h <= top + h + 1, found
+                assert abs(p_w / w - 0.8) < 0.05 and abs(p_h / h - 0.8) < 0.05, found  # an 80 % centre crop
+                assert abs((p_left - left) / w - 0.1) < 0.03 and abs((p_top - top) / h - 0.1) < 0.03, found
+            assert "outlined: where" in page.locator("#dupes .member.keeper .details").first.inner_text()
+            assert axe_violations(page) == []
+            assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
+            _shot(page, f"dupes-boxes-{width}.png")
+            assert page.blocked == []
     finally:
         server.stop()

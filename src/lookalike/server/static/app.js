@@ -30,24 +30,6 @@ async function api(url, options = {}) {
   return body;
 }
 
-async function poll(url, kind) {  // a background job: show its progress until it ends
-  const box = $("job"), bar = $("job-bar");
-  $("job-label").textContent = { apply: "Moving files and updating the index", undo: "Putting files back and updating the index", dupes: "Verifying duplicates" }[kind] || "Working";
-  bar.removeAttribute("value");
-  $("job-count").textContent = "";
-  box.hidden = false;
-  try {
-    for (;;) {
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      const job = await api(url);
-      const { done, total } = job.progress;
-      if (total) { bar.max = total; bar.value = done; $("job-count").textContent = `${done} / ${total}`; }
-      if (job.status === "done") return job.result;
-      if (job.status === "failed" || job.status === "cancelled") throw new Error(job.error || job.status);
-    }
-  } finally { box.hidden = true; }
-}
-
 async function showThumbnail(img, url) {
   try {
     const response = await authorisedFetch(url);
@@ -66,7 +48,8 @@ function readState() {
   const query = new URLSearchParams(location.search);
   const view = VIEWS.includes(query.get("view")) ? query.get("view") : "browse";
   return { view, sort: query.get("sort") || "date", folder: query.get("folder"), page: Math.max(1, +query.get("page") || 1),
-           q: query.get("q") || "", similar: query.get("similar"), image: query.get("image") };
+           q: query.get("q") || "", similar: query.get("similar"), image: query.get("image"),
+           copies: query.get("copies") === "1" };
 }
 
 function urlOf(state) {
@@ -78,6 +61,7 @@ function urlOf(state) {
   }
   if (state.view === "search" && state.q) query.set("q", state.q);
   if (state.view === "search" && state.similar) query.set("similar", state.similar);
+  if (state.view === "search" && state.copies) query.set("copies", "1");
   if (state.image) query.set("image", state.image);
   return `?${query}`;
 }
@@ -207,61 +191,6 @@ $("prev").addEventListener("click", () => navigate({ page: readState().page - 1 
 $("next").addEventListener("click", () => navigate({ page: readState().page + 1 }));
 $("browse-form").addEventListener("submit", (event) => event.preventDefault());
 
-// -- search -----------------------------------------------------------------------------------------------
-function showResults(result) {
-  items.search = result.results;
-  $("results").replaceChildren(...result.results.map((r) => card(r, `${r.score.toFixed(3)} · ${r.percent.toFixed(1)}%`)));
-  $("status").textContent = `${result.results.length} results for ${result.query} (${result.method} search)`;
-}
-
-async function run(label, promise) {
-  $("status").textContent = `searching ${label}…`;
-  try { showResults(await promise); } catch (error) { $("status").textContent = `error: ${error.message}`; $("results").replaceChildren(); items.search = []; }
-}
-
-async function loadSearch(state) {
-  const key = `${state.q}|${state.similar}`;
-  if (shown.search === key || (!state.q && !state.similar)) return;
-  shown.search = key;
-  $("text").value = state.q;
-  if (state.similar) {
-    showThumbnail($("query-preview"), `/api/thumbnail/${state.similar}`);
-    $("query-preview").hidden = false;
-    return run("similar images", api(`/api/search/similar/${encodeURIComponent(state.similar)}?k=24`));
-  }
-  $("query-preview").hidden = true;
-  const url = /^https?:\/\//.test(state.q) ? `/api/search/url?k=24&url=${encodeURIComponent(state.q)}` : `/api/search/text?k=24&q=${encodeURIComponent(state.q)}`;
-  return run(`“${state.q}”`, api(url));
-}
-
-function searchFile(file) {
-  if (!file) return;
-  const preview = $("query-preview");
-  preview.src = URL.createObjectURL(file);
-  preview.hidden = false;
-  const form = new FormData();
-  form.append("file", file, file.name || "pasted image");
-  form.append("k", "24");
-  shown.search = `upload ${Date.now()}`;
-  if (readState().view !== "search" || readState().q || readState().similar) navigate({ view: "search", q: "", similar: null, image: null });
-  run(file.name || "pasted image", api("/api/search/image", { method: "POST", body: form }));
-}
-
-const drop = $("drop");
-drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
-drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (event) => { event.preventDefault(); drop.classList.remove("over"); searchFile(event.dataTransfer.files[0]); });
-$("file").addEventListener("change", (event) => searchFile(event.target.files[0]));
-document.addEventListener("paste", (event) => {
-  const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
-  if (file) searchFile(file);
-});
-$("text-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const text = $("text").value.trim();
-  if (text) navigate({ view: "search", q: text, similar: null, image: null });
-});
-
 // -- clusters -----------------------------------------------------------------------------------------------
 $("clusters-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -297,4 +226,4 @@ document.querySelectorAll("header nav a").forEach((link) => link.addEventListene
   navigate({ view: link.dataset.view, image: null });
 }));
 loadFolders().then(() => { $("folder").value = readState().folder ?? "\u0000"; }).catch(() => {});
-render();
+document.addEventListener("DOMContentLoaded", render);  // after every script (search.js, review.js) has run
