@@ -107,6 +107,17 @@ def test_health_needs_no_token_everything_else_does():
     assert _call(settings, _scope("/api/info", "GET", authorization="bearer s3cret"), 1)[0] == 200
 
 
+@pytest.mark.parametrize("path", ["/api/jobs/" + "a" * 32 + "/cancel", "/api/dupes/undo", "/api/dupes/apply"])
+def test_cancelling_a_job_and_moving_files_are_guarded_mutations(path):
+    """A cross-site page must not stop a job or move files: Origin and token rules as for every mutation."""
+    settings = GuardSettings(token="s3cret")
+    token = "Bearer s3cret"
+    assert _call(settings, _scope(path, "POST", origin="https://evil.example", authorization=token), 1)[0] == 403
+    assert _call(settings, _scope(path, "POST", sec_fetch_site="cross-site", authorization=token), 1)[0] == 403
+    assert _call(settings, _scope(path, "POST", origin="http://127.0.0.1:8000"), 1)[0] == 401
+    assert _call(settings, _scope(path, "POST", origin="http://127.0.0.1:8000", authorization=token), 1)[0] == 200
+
+
 @pytest.fixture
 def live_server(tmp_path, photos, monkeypatch):
     """The real app under uvicorn on loopback, in this process (so the temp folder it spools to is ours)."""
