@@ -66,3 +66,21 @@ def test_undo_will_not_overwrite_a_new_file(sample_folder):
         undo(sample_folder, manifest)
     assert (sample_folder / "moon.png").read_bytes() == b"a new file with the same name"
     assert not (sample_folder / "coffee.png").exists()  # refused before anything moved
+
+
+def test_a_failed_move_puts_back_the_ones_done(sample_folder, monkeypatch):
+    import lookalike.moves
+
+    real, calls = lookalike.moves.move_file, []
+
+    def failing_second(source, target):
+        calls.append(source)
+        if len(calls) == 2:
+            raise LookalikeError("disk full (simulated)")
+        real(source, target)
+
+    monkeypatch.setattr(lookalike.moves, "move_file", failing_second)
+    before = {p: (sample_folder / p).read_bytes() for p in ["moon.png", "coffee.png"]}
+    with pytest.raises(LookalikeError, match="disk full.*nothing was moved"):
+        move_to_trash(sample_folder, ["moon.png", "coffee.png"])
+    assert {p: (sample_folder / p).read_bytes() for p in before} == before
