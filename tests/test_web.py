@@ -293,6 +293,18 @@ def test_dupes_review_apply_and_undo(sample_folder, browser):
         assert _digests(sample_folder) == before
         assert page.locator("#earlier").is_hidden()  # nothing left to put back
         page.wait_for_selector("#info:has-text('31 images')")
+
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the CLI moves; the page lists its manifest and puts it back
+        subprocess.run([sys.executable, "-m", "lookalike.cli", "dupes", "--move-to",
+                        str(sample_folder / ".lookalike-trash" / "from-cli"), "--apply"], cwd=sample_folder, env=env,
+                       check=True, capture_output=True, timeout=300)
+        assert _digests(sample_folder) != before
+        page.click("#load-dupes")
+        page.wait_for_selector("#earlier:not([hidden]) li:has-text('from-cli')", state="attached")
+        page.click("#earlier summary")
+        page.click("#earlier li button")
+        page.wait_for_selector("#dupes-status >> text=/^Put back \\d+ files/")
+        assert _digests(sample_folder) == before and page.locator("#earlier").is_hidden()
         assert page.blocked == []
 
         docs = offline_page(browser, "desktop")  # Swagger UI renders from the package's assets, offline

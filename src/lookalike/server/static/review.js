@@ -101,12 +101,12 @@ async function loadDupes(event) {
     $("review").hidden = result.groups.length === 0;
     summarise();
   } catch (error) { $("dupes-status").textContent = error.cancelled ? "Cancelled: no groups were found." : `error: ${error.message}`; }
-  loadEarlier();
+  await loadEarlier();
 }
 
 async function loadEarlier() {  // move manifests inside the folder not yet put back (the page's and the CLI's)
   try {
-    const { manifests } = await api("/api/dupes/manifests");
+    const manifests = (await api("/api/dupes/manifests")).manifests.filter((m) => m.manifest !== lastManifest);
     $("earlier-list").replaceChildren(...manifests.map((m) => {
       const entry = document.createElement("li");
       entry.innerHTML = `<span class="muted"></span> <button type="button" class="secondary">Put back</button>`;
