@@ -19,7 +19,7 @@ import pytest
 from lookalike.api import Index
 
 LOOKALIKE = [sys.executable, "-m", "lookalike.cli"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160", "NO_COLOR": "1", "LOOKALIKE_RUNTIME": "auto"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160", "NO_COLOR": "1"}
 
 
 def run(*args, cwd=None, check=True) -> subprocess.CompletedProcess:

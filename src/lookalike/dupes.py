@@ -24,20 +24,8 @@ from lookalike.dupes_grouping import Groups, candidate_pairs
 from lookalike.dupes_images import RunImages
 from lookalike.errors import ImageError, LookalikeError
 from lookalike.keeper import DEFAULT_KEEP, KEEP_RULES, jpeg_quality, metadata_key, order_members
-from lookalike.models.registry import COPY_THRESHOLDS
+from lookalike.models.specs import thresholds_for
 
-# Cosine thresholds above which two images are called near-duplicates, per model (measured on the sample photos
-# and their edited copies for efficientnet-lite0; hashes: 10 differing bits of 64; CLIP/DINOv2 from the
-# copy-detection literature). `lookalike calibrate` can store measured values in an index instead.
-DEFAULT_THRESHOLDS = {
-    "efficientnet-lite0": 0.75,
-    "phash": 1 - 2 * 10 / 64,
-    "dhash": 1 - 2 * 10 / 64,
-    "hf:openai/clip-vit-base-patch32": 0.92,
-    "hf:facebook/dinov2-base#cls": 0.75,
-    **COPY_THRESHOLDS,
-}
-FALLBACK_THRESHOLD = 0.90
 RESCUE_FLOOR = 0.30  # with verification, candidates down to this cosine are checked with local features
 DUPES_CANDIDATES_PER_RESULT = 32  # near-duplicates top the PQ ranking: no need for the tuned top-10 pool
 SURE_SCORE = 0.98  # pairs this close need no geometric confirmation (and flat images have no features)
@@ -88,7 +76,7 @@ class DuplicateGroup:
 def default_threshold(model_id: str, calibrated: dict | None = None) -> float:
     if calibrated and model_id in calibrated:
         return float(calibrated[model_id])
-    return DEFAULT_THRESHOLDS.get(model_id, FALLBACK_THRESHOLD)
+    return thresholds_for(model_id).dupes
 
 
 def find_duplicates(

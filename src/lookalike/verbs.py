@@ -14,11 +14,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from lookalike.cluster import Clustering
+    from lookalike.compare import Comparison
     from lookalike.dupes import DuplicateGroup
     from lookalike.fusion import FusedMatch
     from lookalike.models.base import Embedder
     from lookalike.recognize import Recognition
     from lookalike.store.catalog import Catalog
+    from lookalike.thresholds import ThresholdInfo
 
 
 class CollectionVerbs:
@@ -35,6 +37,8 @@ class CollectionVerbs:
 
         @property
         def embedder(self) -> Embedder: ...
+
+        def threshold(self) -> ThresholdInfo: ...
 
     def similar(self, image_id: int, k: int = 10, min_score: float | None = None,
                 exact: bool = False) -> SearchResult:
@@ -78,6 +82,13 @@ class CollectionVerbs:
         names = labels if isinstance(labels, dict) else load_labels(self, labels)
         return fused_search(self, make_query(image=image, text=text, query=query), names,
                             image_weight=image_weight, k=k)
+
+    def compare(self, a, b, verify: bool = False) -> Comparison:
+        """Two images under this index's model, with its verdict bands (the calibrated `dupes` threshold when
+        there is one), beside what file, pixel and perceptual hashes say (see `lookalike.compare`)."""
+        from lookalike.compare import compare_images
+
+        return compare_images(a, b, self.embedder, verify=verify, near_duplicate_at=self.threshold().value)
 
     def find_copies(self, images: list, k: int = 10, min_score: float | None = None) -> list[SearchResult]:
         """Originals of edited copies: the copy model (sscd, pdq, …) with flips, turns and stored variants."""

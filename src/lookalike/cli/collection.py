@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lookalike.cli.common import DbOption, JsonOption, ModelOption, app, console, embedder_for, errors, json_line, shown
 from lookalike.errors import LookalikeError
+from lookalike.models.specs import threshold_help
 
 
 @app.command()
@@ -20,8 +21,9 @@ def recognize(
         "--categories", "-c", help="Folder of category subfolders with example images, or a YAML/CSV of text "
         "prompts per category (CLIP zero-shot).")],
     threshold: Annotated[float | None, typer.Option(
-        help="Below this cosine the answer is 'unknown'. Default per category (categories.yaml) or per model: "
-        "efficientnet-lite0 0.55, clip 0.92 with examples / 0.24 with prompts, dinov2 0.6.")] = None,
+        help="Below this cosine the answer is 'unknown'. Default per category (categories.yaml) or per model, "
+        f"with example images: {threshold_help('examples')}. With text prompts: "
+        f"{threshold_help('prompts')}.")] = None,
     learn: Annotated[bool, typer.Option(help="Copy each recognised image into its category folder.")] = False,
     model: ModelOption = None,
     db: DbOption = None,
