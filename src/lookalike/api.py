@@ -27,7 +27,7 @@ from lookalike.verbs import CollectionVerbs
 __all__ = ["Index", "IndexInfo", "Match", "SearchResult", "compare", "find_index", "open", "resolve_db"]
 
 if TYPE_CHECKING:
-    pass
+    from lookalike.thresholds import ThresholdInfo
 
 class Index(CollectionVerbs):
     """A folder of images and its persistent index. Thread-safe for concurrent searches."""
@@ -270,29 +270,12 @@ class Index(CollectionVerbs):
         return self.source.image_input(relative_path)
 
     def info(self) -> IndexInfo:
-        from lookalike.store.faiss_store import VectorCache
+        from lookalike.describe import index_info
 
-        settings = self.settings
-        files = [*self.db_file.parent.glob(f"{self.db_file.name}*"), *self._cache_dir().glob("*")]
-        size = sum(p.stat().st_size for p in files if p.is_file())
-        return IndexInfo(
-            root=self.source.location, db=str(self.db_file), model=self.model_id, dim=self.dim,
-            images=self.catalog.count(), skipped=len(self.catalog.skipped()), size_bytes=size,
-            created_at=self.catalog.get_meta("created_at"), updated_at=self.catalog.get_meta("updated_at"),
-            preprocessing=self.catalog.get_meta("preprocessing", {}),
-            store=settings.store or IndexInfo.store, settings=settings.describe(), models=self._models_info(),
-            search_structure="" if settings.store else VectorCache(self._cache_dir(), settings).describe(),
-            threshold=self.threshold().as_dict(),
-        )
+        return index_info(self)
 
-    def _models_info(self) -> dict:
-        from lookalike.copyindex import roles
-        from lookalike.store.extra import counts
-
-        return {"serves": roles(self), "vectors": counts(self.catalog)}
-
-    def threshold(self):
-        """The near-duplicate threshold in use: the model's default or a calibrated one (`ThresholdInfo`)."""
+    def threshold(self) -> ThresholdInfo:
+        """The near-duplicate threshold in use: the model's default or a calibrated one, and where it came from."""
         from lookalike.thresholds import threshold_info
 
         return threshold_info(self.model_id, self.catalog)

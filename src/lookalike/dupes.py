@@ -160,8 +160,9 @@ def _attach_links(index, ids, result: list[DuplicateGroup], refused: list[tuple[
 def _describe(index, ids, matrix, group, details, keep, images: RunImages, verify: bool) -> DuplicateGroup:
     members, position_of = [], {}
     for position in group:
-        path, width, height, size, mtime_ns, _, _ = details[int(ids[position])]
-        member = Member(int(ids[position]), path, index.source.full_path(path), width, height, size, mtime_ns)
+        found = details[int(ids[position])]
+        member = Member(int(ids[position]), found.path, index.source.full_path(found.path), found.width,
+                        found.height, found.size, found.mtime_ns)
         if "quality" in keep and index.root is not None:
             member.quality = jpeg_quality(member.path)
         members.append(member)
@@ -228,15 +229,15 @@ def _mark_exact(index, groups: list[DuplicateGroup], details) -> None:
     new_hashes = {}
 
     def hash_of(member: Member) -> str | None:
-        _, _, _, _, _, content_hash, stored = details[member.id]
+        stored = details[member.id].pixel_hash
         if stored is None and member.id not in new_hashes:
             new_hashes[member.id] = pixel_hash(index.read(member.relative_path))
         return stored or new_hashes[member.id]
 
     for group in groups:
-        keeper_detail = details[group.keeper.id]
+        keeper_hash = details[group.keeper.id].content_hash
         for member in group.others:
-            if details[member.id][5] == keeper_detail[5]:  # byte-identical files
+            if details[member.id].content_hash == keeper_hash:  # byte-identical files
                 member.exact = True
             elif member.score >= 0.99 and (member.width, member.height) == (group.keeper.width, group.keeper.height):
                 member.exact = hash_of(member) is not None and hash_of(member) == hash_of(group.keeper)

@@ -24,7 +24,7 @@ from lookalike.errors import LookalikeError
 from lookalike.images import scan
 from lookalike.indexer import embed_files
 from lookalike.models.base import Embedder
-from lookalike.models.specs import FALLBACK, thresholds_for
+from lookalike.models.specs import FALLBACK_PROMPTS, thresholds_for
 
 UNKNOWN = "unknown"
 CACHE_DIRNAME = ".lookalike-categories"
@@ -174,7 +174,7 @@ def _from_folder(folder: Path, embedder: Embedder) -> CategorySet:
 
 
 def _from_prompts(path: Path, embedder: Embedder) -> CategorySet:
-    default = thresholds_for(embedder.id).prompts or FALLBACK.prompts
+    default = thresholds_for(embedder.id).prompts or FALLBACK_PROMPTS
     entries: dict[str, dict] = {}
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8") as f:

@@ -74,7 +74,7 @@ def cluster(
     from lookalike.cluster import NOISE, cluster_vectors, contact_sheet, link_folders, map_png, rows
 
     with Index.open(db=db, create=False) as idx:
-        ids, matrix, _ = idx.catalog.all_vectors(idx.dim)
+        ids, matrix = idx.embeddings()
         with errors.status(f"clustering {len(ids)} images" + ("" if k else " (choosing k by silhouette)") + "…"):
             clustering = cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size,
                                          seed=seed)

@@ -61,7 +61,8 @@ _SSCD = VerbThresholds(0.70, 0.70, None, "measured with benchmarks/vs_immaculate
                        "(docs/performance.md); recognize uses the copy threshold: a match is a copy of an example")
 _PDQ = VerbThresholds(1 - 2 * 31 / 256, 1 - 2 * 31 / 256, None, "PDQ's reference: 31 differing bits of 256")
 # a model lookalike has no spec for (any Hugging Face checkpoint): generic values, and `info` says so
-FALLBACK = VerbThresholds(0.90, 0.80, 0.20, "no default measured for this model (generic values): run "
+FALLBACK_PROMPTS = 0.20
+FALLBACK = VerbThresholds(0.90, 0.80, FALLBACK_PROMPTS, "no default measured for this model (generic values): run "
                           "`lookalike calibrate` for a measured one")
 
 _CLIP_PRE = "shorter side 224 (bicubic), centre crop 224, CLIP mean/std"
