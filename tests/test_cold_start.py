@@ -68,8 +68,11 @@ def test_cold_text_search_imports_neither_and_scores_like_torch(indexed):
     [cold], modules = _cli(["search", "--text", "a photo of a cat", "--json", "--top", "30"], folder, env)
     assert not modules & set(HEAVY), modules & set(HEAVY)
     assert "tokenizers" in modules
-    [torch_run], modules = _cli(["--runtime", "torch", "search", "--text", "a photo of a cat", "--json", "--top",
-                                 "30"], folder, env)
+    _cli(["index", str(folder), "--runtime", "torch"], folder, env)  # a stored setting, read by the next process
+    try:
+        [torch_run], modules = _cli(["search", "--text", "a photo of a cat", "--json", "--top", "30"], folder, env)
+    finally:
+        _cli(["index", str(folder), "--runtime", "auto"], folder, env)
     assert "torch" in modules
     cold_scores = {r["relative_path"]: r["score"] for r in cold["results"]}
     torch_scores = {r["relative_path"]: r["score"] for r in torch_run["results"]}

@@ -168,6 +168,7 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("size on disk", f"{details.size_bytes / 1e6:.2f} MB"), ("vector store", details.store),
         ("search structure", details.search_structure or "built at the first search"),
         ("memory budget", details.settings.get("memory_budget") or "none"),
+        ("runtime", details.settings.get("runtime", "auto")),
         ("created", when(details.created_at)), ("last update", when(details.updated_at)),
         *[(f"serves {role}", model) for role, model in (details.models or {}).get("serves", {}).items() if model],
         *[(f"vectors {model}", f"{n['images']} images, {n['variants']} variants")
@@ -176,3 +177,26 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
     ]:
         table.add_row(key, str(value))
     console.print(table)
+
+
+@app.command()
+def models(as_json: JsonOption = False) -> None:
+    """The models lookalike knows: what each is for, and its default threshold per verb (and where from)."""
+    from lookalike.models.specs import FALLBACK, SPECS
+
+    if as_json:
+        print(json.dumps([{"name": s.name, "id": s.id, "aliases": list(s.aliases), "modalities": list(s.modalities),
+                           "summary": s.summary, "preprocessing": s.preprocessing, "copy_detection": s.copy_detection,
+                           "thresholds": vars(s.thresholds)} for s in SPECS]))
+        return
+    table = Table(show_edge=False)
+    for column in ("model", "for", "dupes", "recognize: examples", "recognize: prompts"):
+        table.add_column(column)
+    for spec in SPECS:
+        values = spec.thresholds
+        table.add_row(spec.name, spec.summary, f"{values.dupes:.4g}", f"{values.examples:.4g}",
+                      "" if values.prompts is None else f"{values.prompts:.4g}")
+    console.print(table)
+    console.print("Any other Hugging Face id or checkpoint folder works too, with generic thresholds "
+                  f"({FALLBACK.dupes}, {FALLBACK.examples}, {FALLBACK.prompts}). `lookalike calibrate` measures a "
+                  "dupes threshold on your own images; `lookalike info` shows the one in use.", highlight=False)
