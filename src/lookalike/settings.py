@@ -46,7 +46,7 @@ class IndexSettings:
     exact_limit: int = DEFAULT_EXACT_LIMIT  # exhaustive float16 search up to this many images
     shard_min_size: int = DEFAULT_SHARD_MIN_SIZE  # images per shard before a collection is split per core
     store: str | None = None  # an external vector store (milvus://host:port/collection); None: embedded FAISS
-    runtime: str = "auto"  # how image towers run: auto, torch, bf16, onnx, onnx-int8 (lookalike.models.runtime)
+    runtime: str | None = None  # how image towers run: auto, torch, bf16, onnx, onnx-int8; None: auto
     models: tuple[str, ...] = ()  # models beside the main one (`--model clip,sscd`), canonical ids
     copy_variants: tuple[str, ...] = ()  # the copy model's extra vectors: dihedral, regions (lookalike.copies)
 
@@ -55,7 +55,7 @@ class IndexSettings:
 
         for name in ("models", "copy_variants"):  # JSON gives lists; a frozen settings object holds tuples
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.runtime not in RUNTIMES:
+        if self.runtime is not None and self.runtime not in RUNTIMES:
             raise SettingsError(f"unknown runtime '{self.runtime}': choose one of {', '.join(RUNTIMES)}")
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise SettingsError("the memory budget must be positive (e.g. --memory-budget 8G)")
@@ -77,7 +77,7 @@ class IndexSettings:
 
     def describe(self) -> dict[str, Any]:
         """The settings as `info` shows them."""
-        return {**asdict(self), "memory_budget": None if self.memory_budget is None
+        return {**asdict(self), "runtime": self.runtime or "auto", "memory_budget": None if self.memory_budget is None
                 else f"{self.memory_budget / 2**20:,.0f} MiB"}
 
 

@@ -47,6 +47,12 @@ def set_default_runtime(runtime: str) -> None:
     _process_default = runtime
 
 
+def runtime_of(embedder) -> str:
+    """The runtime an embedder runs on as asked (its index's setting, else the process default), for another
+    process (a Ray worker) to load the same model the same way."""
+    return getattr(embedder, "requested_runtime", None) or _process_default
+
+
 def check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise LookalikeError(f"unknown runtime '{runtime}': choose one of {', '.join(RUNTIMES)}")
