@@ -215,7 +215,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         env = {**os.environ, "LOOKALIKE_CACHE": str(tmp / "cache"), "HF_HUB_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false", "LOOKALIKE_RUNTIME": "auto"}
+               "TOKENIZERS_PARALLELISM": "false"}
         subprocess.run([python, __file__, "--prepare", str(tmp), "--photos", str(args.photos)], env=env, check=True,
                        stderr=subprocess.DEVNULL)
         checkpoint = tmp / "clip"

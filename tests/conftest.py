@@ -15,11 +15,12 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# In-process tests compare numbers against torch fp32; the end-to-end tests run the default (auto) runtime.
-os.environ["LOOKALIKE_RUNTIME"] = "torch"
-
+from lookalike.models import runtime as _runtimes  # noqa: E402
 from lookalike.models.base import Embedder  # noqa: E402
 from lookalike.samples import sample_photos, write_sample_folder  # noqa: E402
+
+# In-process tests compare numbers against torch fp32; the end-to-end tests (subprocesses) run the default, auto.
+_runtimes.set_default_runtime("torch")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import pytest
 import lookalike
 from lookalike.api import Index, find_index
 from lookalike.errors import IndexUnusableError, ModalityError
-from lookalike.settings import IndexSettings
+from lookalike.settings import IndexSettings, SettingsError
 
 
 @pytest.mark.slow
@@ -101,6 +101,38 @@ def test_settings_persist_so_no_environment_flip_flops_the_structure(sample_fold
         assert reopened.settings == IndexSettings(memory_budget=2**20, exact_limit=10)
         reopened.vectors()
         assert (reopened._cache_dir() / "vectors.json").read_text() == committed  # the same build: nothing rebuilt
+
+
+def test_the_runtime_is_a_stored_setting_the_model_loads_with(sample_folder):
+    """`--runtime` used to be an environment variable that each process read for itself."""
+    with lookalike.open(sample_folder, model="efficientnet-lite0", runtime="onnx") as idx:
+        assert idx.settings.runtime == "onnx" and idx.embedder.requested_runtime == "onnx"
+    with Index.open(sample_folder) as reopened:
+        assert reopened.settings.runtime == "onnx" and reopened.embedder.requested_runtime == "onnx"
+        reopened.configure(runtime="auto")
+        assert reopened.embedder.requested_runtime in (None, "auto")
+    with pytest.raises(SettingsError, match="unknown runtime 'tpu'"):
+        Index.open(sample_folder, runtime="tpu")
+
+
+def test_models_and_copy_variants_of_older_indexes_are_read_into_the_settings(sample_folder):
+    with lookalike.open(sample_folder, model="phash") as idx:
+        with idx.catalog.transaction() as conn:  # as an index made before settings held them
+            conn.execute("DELETE FROM meta WHERE key = 'settings'")
+            idx.catalog.set_meta(conn, models=["pdq"], copy_extras=["dihedral"])
+        assert (idx.settings.models, idx.settings.copy_variants) == (("pdq",), ("dihedral",))
+
+
+def test_index_compare_uses_the_calibrated_threshold(sample_folder, photos):
+    from lookalike.thresholds import store_calibration
+
+    cat = photos["chelsea"]
+    half = cat.resize((cat.width // 2, cat.height // 2))
+    with lookalike.open(sample_folder, model="efficientnet-lite0") as idx:
+        assert idx.compare(cat, half).verdict == "near-duplicate"
+        store_calibration(idx.catalog, idx.model_id, 0.9999, 20, 0.0)
+        strict = idx.compare(cat, half)
+    assert strict.near_duplicate_at == 0.9999 and strict.verdict == "similar"
 
 
 def test_a_refused_open_closes_its_catalog(sample_folder, monkeypatch):

@@ -19,7 +19,7 @@ import pytest
 from lookalike.api import Index
 
 LOOKALIKE = [sys.executable, "-m", "lookalike.cli"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160", "NO_COLOR": "1", "LOOKALIKE_RUNTIME": "auto"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160", "NO_COLOR": "1"}
 
 
 def run(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
@@ -407,3 +407,12 @@ def test_rough_edges_version_db_folder_and_folder_queries(indexed, tmp_path):
     assert failed.returncode == 1 and "is a folder, not an image" in failed.stderr
     missing = run("search", "nothere.png", cwd=indexed, check=False)
     assert missing.returncode == 1 and "nothere.png" in missing.stderr
+
+
+def test_models_lists_every_spec_with_its_verb_thresholds():
+    listed = {m["name"]: m for m in json.loads(run("models", "--json").stdout)}
+    assert listed["efficientnet-lite0"]["thresholds"]["dupes"] == 0.75
+    assert listed["clip"]["thresholds"]["prompts"] == 0.24 and listed["pdq"]["copy_detection"] is True
+    assert "calibrate" in run("models").stdout
+    help_text = run("dupes", "--help").stdout
+    assert "efficientnet-lite0" in help_text and "0.75" in help_text

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lookalike.models import runtime as runtimes
+
 HEAVY = ("torch", "transformers")
 # Runs the CLI like the `lookalike` script does, then reports which modules the process imported.
 PROBE = """
@@ -41,7 +43,7 @@ def indexed(tmp_path_factory, tiny_clip_dir, sample_folder_template):
     folder = tmp / "photos"
     shutil.copytree(sample_folder_template, folder)
     src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "LOOKALIKE_CACHE": str(tmp / "cache"), "LOOKALIKE_RUNTIME": "auto", "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, "LOOKALIKE_CACHE": str(tmp / "cache"), "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     _, modules = _cli(["index", str(folder), "--model", str(tiny_clip_dir)], folder, env)
     assert "torch" in modules  # the first use exports the image tower: the probe does see torch
@@ -66,8 +68,11 @@ def test_cold_text_search_imports_neither_and_scores_like_torch(indexed):
     [cold], modules = _cli(["search", "--text", "a photo of a cat", "--json", "--top", "30"], folder, env)
     assert not modules & set(HEAVY), modules & set(HEAVY)
     assert "tokenizers" in modules
-    [torch_run], modules = _cli(["--runtime", "torch", "search", "--text", "a photo of a cat", "--json", "--top",
-                                 "30"], folder, env)
+    _cli(["index", str(folder), "--runtime", "torch"], folder, env)  # a stored setting, read by the next process
+    try:
+        [torch_run], modules = _cli(["search", "--text", "a photo of a cat", "--json", "--top", "30"], folder, env)
+    finally:
+        _cli(["index", str(folder), "--runtime", "auto"], folder, env)
     assert "torch" in modules
     cold_scores = {r["relative_path"]: r["score"] for r in cold["results"]}
     torch_scores = {r["relative_path"]: r["score"] for r in torch_run["results"]}
@@ -121,7 +126,7 @@ def test_every_onnx_family_embeds_in_a_cold_process_without_torch(family, reques
     name = str(request.getfixturevalue(fixtures[family])) if family in fixtures else family
     model_id = canonical_model_id(name)
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path))
-    monkeypatch.setenv("LOOKALIKE_RUNTIME", "auto")
+    monkeypatch.setattr(runtimes, "_process_default", "auto")
     photo = sample_folder_template / "coffee.png"
     from PIL import Image
 

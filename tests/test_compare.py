@@ -43,3 +43,21 @@ def test_compare_with_verification_says_where_the_crop_sits(efficientnet, photos
     other = compare_images(cat, photos["coffee"], efficientnet, verify=True).as_dict()
     assert not other["verification"]["verified"] and other["verification"]["reason"]
     assert compare_images(cat, cat, efficientnet).as_dict()["verification"] is None
+
+
+def test_verdict_bands_are_the_models_verb_thresholds(tmp_path, photos, efficientnet):
+    """compare's "near-duplicate" is exactly dupes' threshold; "similar" is recognize's; an index's calibrated
+    threshold moves the near-duplicate band."""
+    from lookalike.models.specs import thresholds_for
+
+    cat = photos["chelsea"]
+    resized = compare_images(cat, cat.resize((cat.width // 2, cat.height // 2)), efficientnet)
+    defaults = thresholds_for("efficientnet-lite0")
+    assert (resized.near_duplicate_at, resized.similar_at) == (defaults.dupes, defaults.examples)
+    assert resized.verdict == "near-duplicate"
+    assert resized.as_dict()["bands"] == {"near_duplicate": 0.75, "similar": 0.55}
+    different = compare_images(cat, photos["rocket"], efficientnet)
+    assert different.verdict == "different"
+    strict = compare_images(cat, cat.resize((cat.width // 2, cat.height // 2)), efficientnet,
+                            near_duplicate_at=0.9999)
+    assert strict.verdict == "similar" and strict.as_dict()["verdict"] == "similar"

@@ -49,7 +49,7 @@ def test_metadata_only_copies_are_exact_and_pixel_edits_are_not(indexed):
     group = next(g for g in find_duplicates(indexed) if _family(g.keeper.relative_path) == "chelsea")
     exact = {m.relative_path for m in group.members if m.exact or m is group.keeper}
     assert exact == {"chelsea.png", "edited/chelsea_resaved.png"}
-    assert indexed.catalog.details([group.keeper.id])[group.keeper.id][6] is not None  # pixel hash stored
+    assert indexed.catalog.details([group.keeper.id])[group.keeper.id].pixel_hash is not None
 
 
 @pytest.mark.slow

@@ -88,10 +88,11 @@ def test_exports_are_cached_on_disk(tmp_path, monkeypatch):
     assert files[0].stat().st_mtime_ns == stamp
 
 
-def test_unknown_runtime_is_refused(monkeypatch):
-    monkeypatch.setenv("LOOKALIKE_RUNTIME", "tpu")
+def test_unknown_runtime_is_refused():
     with pytest.raises(LookalikeError, match="unknown runtime"):
-        runtimes.requested_runtime()
+        runtimes.check_runtime("tpu")
+    with pytest.raises(LookalikeError, match="unknown runtime"):
+        runtimes.set_default_runtime("tpu")
 
 
 @pytest.mark.slow

@@ -22,16 +22,17 @@ def cache(tmp_path_factory):
     patch.undo()
 
 
-def _embed(source, runtime, texts, monkeypatch):
-    monkeypatch.setenv("LOOKALIKE_RUNTIME", runtime)
-    return HuggingFaceEmbedder(str(source), "hf:tiny-clip").embed_texts(texts)
+def _embed(source, runtime, texts):
+    embedder = HuggingFaceEmbedder(str(source), "hf:tiny-clip")
+    embedder.requested_runtime = runtime
+    return embedder.embed_texts(texts)
 
 
 def test_onnx_text_vectors_match_torch(tiny_clip_dir, cache, monkeypatch):
     """Padding (mixed lengths), truncation (a 160-word text), empty and non-ASCII texts, batch 1 and 10."""
-    reference = _embed(tiny_clip_dir, "torch", TEXTS, monkeypatch)
-    batched = _embed(tiny_clip_dir, "auto", TEXTS, monkeypatch)
-    single = np.concatenate([_embed(tiny_clip_dir, "auto", [text], monkeypatch) for text in TEXTS[:4]])
+    reference = _embed(tiny_clip_dir, "torch", TEXTS)
+    batched = _embed(tiny_clip_dir, "auto", TEXTS)
+    single = np.concatenate([_embed(tiny_clip_dir, "auto", [text]) for text in TEXTS[:4]])
     assert (reference * batched).sum(axis=1).min() >= 0.9999
     assert (reference[:4] * single).sum(axis=1).min() >= 0.9999
 
@@ -39,8 +40,8 @@ def test_onnx_text_vectors_match_torch(tiny_clip_dir, cache, monkeypatch):
 def test_tokenizer_from_the_cache_matches_transformers(tiny_clip_dir, cache, monkeypatch):
     from transformers import AutoTokenizer
 
-    monkeypatch.setenv("LOOKALIKE_RUNTIME", "onnx")
     embedder = HuggingFaceEmbedder(str(tiny_clip_dir), "hf:tiny-clip")
+    embedder.requested_runtime = "onnx"
     embedder.embed_texts(["export"])
     assert onnx_text.is_exported(embedder.model_cache)
     encoder = onnx_text.OnnxTextEncoder(embedder.model_cache, export=lambda: pytest.fail("exported twice"))

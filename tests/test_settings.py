@@ -26,3 +26,11 @@ def test_impossible_settings_are_refused():
         IndexSettings(memory_budget=0)
     with pytest.raises(SettingsError):
         IndexSettings(shard_min_size=0)
+
+
+def test_runtime_and_models_are_settings():
+    stored = IndexSettings(runtime="onnx", models=["sscd"], copy_variants=["dihedral"])
+    assert stored.models == ("sscd",) and stored.copy_variants == ("dihedral",)
+    assert IndexSettings.from_dict(stored.as_dict()) == stored
+    with pytest.raises(SettingsError, match="unknown runtime 'tpu'"):
+        IndexSettings(runtime="tpu")

@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 class Server:
     def __init__(self, folder: Path, model: str, *serve_args: str) -> None:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "LOOKALIKE_RUNTIME": "auto"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         subprocess.run([sys.executable, "-m", "lookalike.cli", "index", str(folder), "--model", model], env=env,
                        check=True, capture_output=True, timeout=300)
         self.port = _free_port()

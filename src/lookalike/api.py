@@ -27,7 +27,7 @@ from lookalike.verbs import CollectionVerbs
 __all__ = ["Index", "IndexInfo", "Match", "SearchResult", "compare", "find_index", "open", "resolve_db"]
 
 if TYPE_CHECKING:
-    pass
+    from lookalike.thresholds import ThresholdInfo
 
 class Index(CollectionVerbs):
     """A folder of images and its persistent index. Thread-safe for concurrent searches."""
@@ -55,16 +55,18 @@ class Index(CollectionVerbs):
         store: str | None = None,
         memory_budget: str | int | None = None,
         copy_extras: list[str] | None = None,
+        runtime: str | None = None,
     ) -> Index:
         """Open (or create) the index of `folder`, stored in `folder/.lookalike/` unless `db` says otherwise.
 
-        With no folder and no db, the index is found from the current directory upwards. `store` and
-        `memory_budget` change the index's stored settings (see `IndexSettings`); left out, they stay as stored.
+        With no folder and no db, the index is found from the current directory upwards. `store`,
+        `memory_budget`, `runtime`, the models after the first of `model` ('clip,sscd') and `copy_extras` change
+        the index's stored settings (see `IndexSettings`); left out, they stay as stored.
         """
         db_file, location = locate(folder, db, create)
         # Load the model before writing anything, so a model that can't load leaves no empty index behind.
         main_model = (model or "").split(",")[0].strip() or None  # `--model clip,sscd`: clip is the main model
-        new_embedder = None if db_file.is_file() else load_embedder(main_model or DEFAULT_MODEL)
+        new_embedder = None if db_file.is_file() else load_embedder(main_model or DEFAULT_MODEL, runtime)
         if new_embedder is not None:
             assert location is not None  # _locate refuses a new index without a folder
             create_index_file(db_file, location, new_embedder)
@@ -73,7 +75,7 @@ class Index(CollectionVerbs):
             index = cls._from_catalog(db_file, location, catalog, new_embedder or main_model)
             if new_embedder is not None and new_embedder.id == index.model_id:
                 index._embedder = new_embedder  # created just now: keep the model loaded for it
-            index.configure(store=store, memory_budget=memory_budget)
+            index.configure(store=store, memory_budget=memory_budget, runtime=runtime)
             from lookalike.copyindex import add_models
 
             model = add_models(index, model, copy_extras)
@@ -143,7 +145,7 @@ class Index(CollectionVerbs):
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = load_embedder(self.model_id)
+            self._embedder = load_embedder(self.model_id, self.settings.runtime)
         return self._embedder
 
     @property
@@ -154,23 +156,31 @@ class Index(CollectionVerbs):
     def settings(self) -> IndexSettings:
         """What this index is (memory budget, limits, store), as stored in its catalog."""
         stored = self.catalog.get_meta("settings")
-        if stored is None and self.catalog.get_meta("store"):  # indexes made before settings had a home
-            stored = {"store": self.catalog.get_meta("store")}
+        if stored is None:  # indexes made before settings had a home kept these beside the others
+            stored = {key: value for key, value in (("store", self.catalog.get_meta("store")),
+                                                    ("models", self.catalog.get_meta("models")),
+                                                    ("copy_variants", self.catalog.get_meta("copy_extras")))
+                      if value}
         return IndexSettings.from_dict(stored)
 
     def configure(self, store: str | None = None, memory_budget: str | int | None = None,
-                  exact_limit: int | None = None, shard_min_size: int | None = None) -> IndexSettings:
-        """Change the index's stored settings (None: keep as stored); every later open uses them."""
+                  exact_limit: int | None = None, shard_min_size: int | None = None,
+                  runtime: str | None = None) -> IndexSettings:
+        """Change the index's stored settings (None: keep as stored); every later open uses them. Models and
+        copy variants change through `Index.open(model="clip,sscd", copy_extras=[...])`: they need vectors."""
         if store is not None:
             from lookalike.store.milvus import parse_store_uri
 
             parse_store_uri(store)  # refuse a malformed uri before recording it
         budget = None if memory_budget is None else parse_size(memory_budget)
-        settings = self.settings.changed(store=store, memory_budget=budget, exact_limit=exact_limit,
-                                         shard_min_size=shard_min_size)
-        if settings != self.settings:
+        stored = self.settings
+        settings = stored.changed(store=store, memory_budget=budget, exact_limit=exact_limit,
+                                  shard_min_size=shard_min_size, runtime=runtime)
+        if settings != stored:
             with self.catalog.transaction() as conn:
                 self.catalog.set_meta(conn, settings=settings.as_dict())
+            if settings.runtime != stored.runtime:
+                self._embedder = None  # the next use loads the model on the runtime now stored
         return settings
 
     def vectors(self) -> VectorStore:
@@ -260,29 +270,12 @@ class Index(CollectionVerbs):
         return self.source.image_input(relative_path)
 
     def info(self) -> IndexInfo:
-        from lookalike.store.faiss_store import VectorCache
+        from lookalike.describe import index_info
 
-        settings = self.settings
-        files = [*self.db_file.parent.glob(f"{self.db_file.name}*"), *self._cache_dir().glob("*")]
-        size = sum(p.stat().st_size for p in files if p.is_file())
-        return IndexInfo(
-            root=self.source.location, db=str(self.db_file), model=self.model_id, dim=self.dim,
-            images=self.catalog.count(), skipped=len(self.catalog.skipped()), size_bytes=size,
-            created_at=self.catalog.get_meta("created_at"), updated_at=self.catalog.get_meta("updated_at"),
-            preprocessing=self.catalog.get_meta("preprocessing", {}),
-            store=settings.store or IndexInfo.store, settings=settings.describe(), models=self._models_info(),
-            search_structure="" if settings.store else VectorCache(self._cache_dir(), settings).describe(),
-            threshold=self.threshold().as_dict(),
-        )
+        return index_info(self)
 
-    def _models_info(self) -> dict:
-        from lookalike.copyindex import roles
-        from lookalike.store.extra import counts
-
-        return {"serves": roles(self), "vectors": counts(self.catalog)}
-
-    def threshold(self):
-        """The near-duplicate threshold in use: the model's default or a calibrated one (`ThresholdInfo`)."""
+    def threshold(self) -> ThresholdInfo:
+        """The near-duplicate threshold in use: the model's default or a calibrated one, and where it came from."""
         from lookalike.thresholds import threshold_info
 
         return threshold_info(self.model_id, self.catalog)
@@ -290,9 +283,10 @@ class Index(CollectionVerbs):
 
 def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None = None,  # noqa: A001
          model: str | None = None, create: bool = True, store: str | None = None,
-         memory_budget: str | int | None = None) -> Index:
+         memory_budget: str | int | None = None, runtime: str | None = None) -> Index:
     """`lookalike.open("PHOTOS_DIR")`: see `Index.open`."""
-    return Index.open(folder, db=db, model=model, create=create, store=store, memory_budget=memory_budget)
+    return Index.open(folder, db=db, model=model, create=create, store=store, memory_budget=memory_budget,
+                      runtime=runtime)
 
 
 def compare(a, b, model: str = DEFAULT_MODEL, verify: bool = False):

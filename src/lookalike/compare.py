@@ -15,6 +15,7 @@ from PIL import Image
 from lookalike.images import open_query_image
 from lookalike.models.base import Embedder
 from lookalike.models.hashes import BITS, hash_bits
+from lookalike.models.specs import thresholds_for
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,15 @@ class Comparison:
     dhash_distance: int
     sizes: tuple[tuple[int, int], tuple[int, int]]
     verification: dict | None = None  # with verify=True: local features' answer and where the copy sits
+    near_duplicate_at: float = 1.0  # the model's `dupes` threshold (or the index's calibrated one)
+    similar_at: float = 1.0  # the model's `recognize` threshold: the same subject, not a copy
+
+    @property
+    def verdict(self) -> str:
+        """"near-duplicate", "similar" (same subject) or "different", by the model's verb thresholds."""
+        if self.cosine >= self.near_duplicate_at:
+            return "near-duplicate"
+        return "similar" if self.cosine >= self.similar_at else "different"
 
     @property
     def percent(self) -> float:
@@ -37,7 +47,8 @@ class Comparison:
             "model": self.model, "cosine": round(self.cosine, 6), "percent": round(self.percent, 2),
             "file_md5_equal": self.file_md5_equal, "pixel_md5_equal": self.pixel_md5_equal,
             "phash_distance": self.phash_distance, "dhash_distance": self.dhash_distance, "hash_bits": BITS,
-            "sizes": [list(s) for s in self.sizes], "verification": self.verification,
+            "sizes": [list(s) for s in self.sizes], "verification": self.verification, "verdict": self.verdict,
+            "bands": {"near_duplicate": round(self.near_duplicate_at, 6), "similar": round(self.similar_at, 6)},
         }
 
 
@@ -61,7 +72,9 @@ def hash_distance(a: Image.Image, b: Image.Image, kind: str) -> int:
     return int(np.count_nonzero(hash_bits(a, kind) != hash_bits(b, kind)))
 
 
-def compare_images(a, b, embedder: Embedder, verify: bool = False) -> Comparison:
+def compare_images(a, b, embedder: Embedder, verify: bool = False, near_duplicate_at: float | None = None
+                   ) -> Comparison:
+    """`near_duplicate_at`: an index's calibrated threshold; by default the model's (`lookalike.models.specs`)."""
     image_a, image_b = open_query_image(a), open_query_image(b)
     verification = None
     if verify:
@@ -70,6 +83,8 @@ def compare_images(a, b, embedder: Embedder, verify: bool = False) -> Comparison
         verification = verify_images(image_a, image_b).as_dict()
     vectors = embedder.embed_images([image_a, image_b])
     md5_a, md5_b = file_md5(a), file_md5(b)
+    defaults = thresholds_for(embedder.id)
+    near = defaults.dupes if near_duplicate_at is None else near_duplicate_at
     return Comparison(
         model=embedder.id,
         cosine=float(np.clip(vectors[0] @ vectors[1], -1, 1)),
@@ -79,4 +94,6 @@ def compare_images(a, b, embedder: Embedder, verify: bool = False) -> Comparison
         dhash_distance=hash_distance(image_a, image_b, "dhash"),
         sizes=(image_a.size, image_b.size),
         verification=verification,
+        near_duplicate_at=near,
+        similar_at=min(defaults.examples, near),
     )

@@ -25,7 +25,7 @@ CHUNK = 16  # images whose variants go through the model together
 
 def index_models(index) -> list[str]:
     """The main model first, then the others the index holds."""
-    return [index.model_id, *index.catalog.get_meta("models", [])]
+    return [index.model_id, *index.settings.models]
 
 
 def copy_model(index) -> str | None:
@@ -33,7 +33,7 @@ def copy_model(index) -> str | None:
 
 
 def copy_extras(index) -> tuple[str, ...]:
-    return tuple(index.catalog.get_meta("copy_extras", []))
+    return index.settings.copy_variants
 
 
 def roles(index) -> dict[str, str]:
@@ -235,7 +235,8 @@ def add_models(index, models: str | None, copy_extras: list[str] | None) -> str 
     from lookalike.copies import EXTRAS
 
     names = [n for n in (models or "").split(",") if n.strip()]
-    recorded = index.catalog.get_meta("models", [])
+    settings = index.settings
+    recorded = list(settings.models)
     others = [canonical_model_id(n) for n in names[1:]]
     for extra_id in others:
         load_embedder(extra_id)  # refuse a model that can't load before recording it
@@ -243,11 +244,13 @@ def add_models(index, models: str | None, copy_extras: list[str] | None) -> str 
     extras = sorted(set(copy_extras or ()))
     if bad := [e for e in extras if e not in EXTRAS]:
         raise IndexUnusableError(f"unknown copy variants {bad}: choose from {', '.join(EXTRAS)}")
-    if wanted or (copy_extras is not None and extras != index.catalog.get_meta("copy_extras", [])):
+    new_variants = copy_extras is not None and tuple(extras) != settings.copy_variants
+    if wanted or new_variants:
+        changed = settings.changed(models=tuple(recorded + wanted),
+                                   copy_variants=tuple(extras) if new_variants else None)
         with index.catalog.transaction() as conn:
-            if copy_extras is not None:  # other variants: the copy model's rows are re-made
+            if new_variants:  # other variants: the copy model's rows are re-made
                 conn.execute("DELETE FROM vectors")
-                index.catalog.set_meta(conn, copy_extras=extras)
-            index.catalog.set_meta(conn, models=recorded + wanted)
+            index.catalog.set_meta(conn, settings=changed.as_dict())
             index.catalog.bump(conn)
     return names[0] if names else None

@@ -70,14 +70,14 @@ class ShardStore:
 
 
 @lru_cache(maxsize=2)
-def _embedder(model_id: str):
-    """One model per Ray worker process, kept across the shards that process runs."""
+def _embedder(model_id: str, runtime: str):
+    """One model per Ray worker process, kept across the shards that process runs, on the driver's runtime."""
     from lookalike.models.registry import load_embedder
 
-    return load_embedder(model_id)
+    return load_embedder(model_id, runtime)
 
 
-def embed_shard(source_location: str, model_id: str, relpaths: list[str], shard_id: str,
+def embed_shard(source_location: str, model_id: str, runtime: str, relpaths: list[str], shard_id: str,
                 shards_location: str | None, batch_size: int) -> bytes | None:
     """Runs on a worker: embed one shard. Writes it to `shards_location` (object storage) and returns None,
     or returns the Parquet bytes for the driver to write (a local shard directory)."""
@@ -89,7 +89,7 @@ def embed_shard(source_location: str, model_id: str, relpaths: list[str], shard_
     store = ShardStore(shards_location) if shards_location else None
     if store and store.exists(shard_id):  # an earlier attempt finished it
         return None
-    embedder, source = _embedder(model_id), open_source(source_location)
+    embedder, source = _embedder(model_id, runtime), open_source(source_location)
     with ThreadPoolExecutor(default_workers()) as pool:
         items = [item for batch in embedded_batches(pool, relpaths, embedder, batch_size,
                                                     path_of=source.image_input) for item in batch]
@@ -154,7 +154,7 @@ class RayEngine:
         slots = int(gpus) or max(1, int(ray.cluster_resources().get("CPU", 1) / self.cpus_per_shard))
         return task, self.in_flight or 2 * slots
 
-    def __call__(self, files: list, source, model_id: str) -> Iterator[list[Embedded]]:
+    def __call__(self, files: list, source, model_id: str, runtime: str = "auto") -> Iterator[list[Embedded]]:
         by_relpath = {f.relpath: f for f in files}
         todo = []
         for start in range(0, len(files), self.shard_size):
@@ -165,9 +165,10 @@ class RayEngine:
             else:
                 todo.append((shard_id, [f.relpath for f in shard]))
         if todo:
-            yield from self._run(todo, source.location, model_id, by_relpath)
+            yield from self._run(todo, source.location, (model_id, runtime), by_relpath)
 
-    def _run(self, todo: list, source_location: str, model_id: str, by_relpath: dict) -> Iterator[list[Embedded]]:
+    def _run(self, todo: list, source_location: str, model: tuple[str, str], by_relpath: dict
+             ) -> Iterator[list[Embedded]]:
         ray = self._start()
         task, window = self._task(ray)
         target = self.shards.location if self.shards.remote else None
@@ -176,7 +177,7 @@ class RayEngine:
         while todo or running:
             while todo and len(running) < window:
                 shard_id, relpaths = todo.pop(0)
-                ref = task.remote(source_location, model_id, relpaths, shard_id, target, self.batch_size)
+                ref = task.remote(source_location, *model, relpaths, shard_id, target, self.batch_size)
                 running[ref] = shard_id
             [ref], _ = ray.wait(list(running), num_returns=1)
             shard_id = running.pop(ref)

@@ -24,20 +24,8 @@ from lookalike.dupes_grouping import Groups, candidate_pairs
 from lookalike.dupes_images import RunImages
 from lookalike.errors import ImageError, LookalikeError
 from lookalike.keeper import DEFAULT_KEEP, KEEP_RULES, jpeg_quality, metadata_key, order_members
-from lookalike.models.registry import COPY_THRESHOLDS
+from lookalike.models.specs import thresholds_for
 
-# Cosine thresholds above which two images are called near-duplicates, per model (measured on the sample photos
-# and their edited copies for efficientnet-lite0; hashes: 10 differing bits of 64; CLIP/DINOv2 from the
-# copy-detection literature). `lookalike calibrate` can store measured values in an index instead.
-DEFAULT_THRESHOLDS = {
-    "efficientnet-lite0": 0.75,
-    "phash": 1 - 2 * 10 / 64,
-    "dhash": 1 - 2 * 10 / 64,
-    "hf:openai/clip-vit-base-patch32": 0.92,
-    "hf:facebook/dinov2-base#cls": 0.75,
-    **COPY_THRESHOLDS,
-}
-FALLBACK_THRESHOLD = 0.90
 RESCUE_FLOOR = 0.30  # with verification, candidates down to this cosine are checked with local features
 DUPES_CANDIDATES_PER_RESULT = 32  # near-duplicates top the PQ ranking: no need for the tuned top-10 pool
 SURE_SCORE = 0.98  # pairs this close need no geometric confirmation (and flat images have no features)
@@ -88,7 +76,7 @@ class DuplicateGroup:
 def default_threshold(model_id: str, calibrated: dict | None = None) -> float:
     if calibrated and model_id in calibrated:
         return float(calibrated[model_id])
-    return DEFAULT_THRESHOLDS.get(model_id, FALLBACK_THRESHOLD)
+    return thresholds_for(model_id).dupes
 
 
 def find_duplicates(
@@ -172,8 +160,9 @@ def _attach_links(index, ids, result: list[DuplicateGroup], refused: list[tuple[
 def _describe(index, ids, matrix, group, details, keep, images: RunImages, verify: bool) -> DuplicateGroup:
     members, position_of = [], {}
     for position in group:
-        path, width, height, size, mtime_ns, _, _ = details[int(ids[position])]
-        member = Member(int(ids[position]), path, index.source.full_path(path), width, height, size, mtime_ns)
+        found = details[int(ids[position])]
+        member = Member(int(ids[position]), found.path, index.source.full_path(found.path), found.width,
+                        found.height, found.size, found.mtime_ns)
         if "quality" in keep and index.root is not None:
             member.quality = jpeg_quality(member.path)
         members.append(member)
@@ -240,15 +229,15 @@ def _mark_exact(index, groups: list[DuplicateGroup], details) -> None:
     new_hashes = {}
 
     def hash_of(member: Member) -> str | None:
-        _, _, _, _, _, content_hash, stored = details[member.id]
+        stored = details[member.id].pixel_hash
         if stored is None and member.id not in new_hashes:
             new_hashes[member.id] = pixel_hash(index.read(member.relative_path))
         return stored or new_hashes[member.id]
 
     for group in groups:
-        keeper_detail = details[group.keeper.id]
+        keeper_hash = details[group.keeper.id].content_hash
         for member in group.others:
-            if details[member.id][5] == keeper_detail[5]:  # byte-identical files
+            if details[member.id].content_hash == keeper_hash:  # byte-identical files
                 member.exact = True
             elif member.score >= 0.99 and (member.width, member.height) == (group.keeper.width, group.keeper.height):
                 member.exact = hash_of(member) is not None and hash_of(member) == hash_of(group.keeper)

@@ -19,6 +19,7 @@ import numpy as np
 from lookalike.errors import ImageError
 from lookalike.images import ScannedFile, load_image
 from lookalike.models.base import Embedder
+from lookalike.models.runtime import runtime_of
 from lookalike.names import to_db
 from lookalike.sources import open_source
 from lookalike.store.catalog import Catalog, NewImage
@@ -112,7 +113,7 @@ def update_index(
         if to_embed:  # a model provider is called only now that something needs the model
             model = embedder if isinstance(embedder, Embedder) else embedder()
             if engine is not None:  # e.g. RayEngine: embedding elsewhere, committing here
-                batches = engine(to_embed, source, model.id)
+                batches = engine(to_embed, source, model.id, runtime_of(model))
             else:
                 batches = embedded_batches(pool, to_embed, model, batch_size,
                                            path_of=lambda f: source.image_input(f.relpath))

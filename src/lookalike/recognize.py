@@ -24,18 +24,11 @@ from lookalike.errors import LookalikeError
 from lookalike.images import scan
 from lookalike.indexer import embed_files
 from lookalike.models.base import Embedder
+from lookalike.models.specs import FALLBACK_PROMPTS, thresholds_for
 
 UNKNOWN = "unknown"
 CACHE_DIRNAME = ".lookalike-categories"
 SETTINGS_FILE = "categories.yaml"  # optional, in a categories folder: {category: {threshold: 0.8}}
-# Image-to-example thresholds per model: the tutorials' 0.92 rule of thumb fits CLIP; embeddings whose scores
-# spread wider need lower ones (efficientnet-lite0 measured on held-out crops of the sample photos).
-EXAMPLE_THRESHOLDS = {"efficientnet-lite0": 0.55, "hf:openai/clip-vit-base-patch32": 0.92,
-                      "hf:facebook/dinov2-base#cls": 0.6, "phash": 0.6875, "dhash": 0.6875}
-# Image-to-text cosines of CLIP live on a much lower scale (~0.2-0.35 for a match).
-PROMPT_THRESHOLDS = {"hf:openai/clip-vit-base-patch32": 0.24}
-FALLBACK_EXAMPLE_THRESHOLD = 0.8
-FALLBACK_PROMPT_THRESHOLD = 0.2
 
 
 @dataclass
@@ -152,7 +145,7 @@ def _read_settings(folder: Path) -> dict:
 
 def _from_folder(folder: Path, embedder: Embedder) -> CategorySet:
     settings = _read_settings(folder)
-    default = EXAMPLE_THRESHOLDS.get(embedder.id, FALLBACK_EXAMPLE_THRESHOLD)
+    default = thresholds_for(embedder.id).examples
     cache = _load_cache(folder, embedder)
     files = scan(folder).files
     fresh, stale = {}, []
@@ -181,7 +174,7 @@ def _from_folder(folder: Path, embedder: Embedder) -> CategorySet:
 
 
 def _from_prompts(path: Path, embedder: Embedder) -> CategorySet:
-    default = PROMPT_THRESHOLDS.get(embedder.id, FALLBACK_PROMPT_THRESHOLD)
+    default = thresholds_for(embedder.id).prompts or FALLBACK_PROMPTS
     entries: dict[str, dict] = {}
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8") as f:

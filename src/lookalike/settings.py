@@ -1,9 +1,10 @@
 """What a stored index *is*, in one typed, frozen object kept in its catalog.
 
-Whatever decides the structure of a persistent index (memory budget, exact-search limit, shard size, external
-vector store) is set once by options (`lookalike index --memory-budget 8G`) or by the Python API's arguments,
-stored in the catalog and read back on every open. Environment variables never change it: an indexer and a
-server started with different environments would otherwise rebuild each other's structure on every run.
+Whatever decides what a persistent index is and how it runs (memory budget, exact-search limit, shard size,
+external vector store, model runtime, the models beside the main one and their copy variants) is set once by
+options (`lookalike index --memory-budget 8G --runtime onnx`) or by the Python API's arguments, stored in the
+catalog and read back on every open. Environment variables never change it (they only say where caches live):
+an indexer and a server started with different environments would otherwise rebuild each other's structure.
 """
 
 from __future__ import annotations
@@ -45,8 +46,17 @@ class IndexSettings:
     exact_limit: int = DEFAULT_EXACT_LIMIT  # exhaustive float16 search up to this many images
     shard_min_size: int = DEFAULT_SHARD_MIN_SIZE  # images per shard before a collection is split per core
     store: str | None = None  # an external vector store (milvus://host:port/collection); None: embedded FAISS
+    runtime: str | None = None  # how image towers run: auto, torch, bf16, onnx, onnx-int8; None: auto
+    models: tuple[str, ...] = ()  # models beside the main one (`--model clip,sscd`), canonical ids
+    copy_variants: tuple[str, ...] = ()  # the copy model's extra vectors: dihedral, regions (lookalike.copies)
 
     def __post_init__(self) -> None:
+        from lookalike.models.runtime import RUNTIMES
+
+        for name in ("models", "copy_variants"):  # JSON gives lists; a frozen settings object holds tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise SettingsError(f"unknown runtime '{self.runtime}': choose one of {', '.join(RUNTIMES)}")
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise SettingsError("the memory budget must be positive (e.g. --memory-budget 8G)")
         if self.exact_limit < 0 or self.shard_min_size < 1:
@@ -67,7 +77,7 @@ class IndexSettings:
 
     def describe(self) -> dict[str, Any]:
         """The settings as `info` shows them."""
-        return {**asdict(self), "memory_budget": None if self.memory_budget is None
+        return {**asdict(self), "runtime": self.runtime or "auto", "memory_budget": None if self.memory_budget is None
                 else f"{self.memory_budget / 2**20:,.0f} MiB"}
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lookalike.errors import LookalikeError
+from lookalike.models.specs import short_name
 
 if TYPE_CHECKING:
     from lookalike.evaluate import ModelReport
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ThresholdInfo:
     value: float
-    source: str  # "default" or "calibrated"
+    source: str  # "default" (the model's spec), "fallback" (no spec for this model) or "calibrated"
     model: str
     calibrated_at: float | None = None
     images: int | None = None
@@ -39,7 +40,9 @@ class ThresholdInfo:
             count = f" from {self.images} images" if self.images else ""
             return (f"{self.value:.4f} (calibrated on {when}{count}; "
                     f"`lookalike calibrate --reset` restores the default {self.default:.4f})")
-        return f"{self.value:.4f} ({self.model} default)"
+        if self.source == "fallback":
+            return f"{self.value:.4f} (no default measured for {self.model}: `lookalike calibrate` measures one)"
+        return f"{self.value:.4f} ({short_name(self.model)} default)"
 
     def as_dict(self) -> dict:
         return {"value": round(self.value, 6), "source": self.source, "model": self.model,
@@ -48,12 +51,12 @@ class ThresholdInfo:
 
 
 def threshold_info(model_id: str, catalog) -> ThresholdInfo:
-    from lookalike.dupes import DEFAULT_THRESHOLDS, FALLBACK_THRESHOLD
+    from lookalike.models.specs import spec_for, thresholds_for
 
-    default = DEFAULT_THRESHOLDS.get(model_id, FALLBACK_THRESHOLD)
+    default = thresholds_for(model_id).dupes
     stored = (catalog.get_meta("thresholds") or {}).get(model_id)
     if stored is None:
-        return ThresholdInfo(default, "default", model_id, default=default)
+        return ThresholdInfo(default, "default" if spec_for(model_id) else "fallback", model_id, default=default)
     details = (catalog.get_meta("calibration") or {}).get(model_id, {})
     return ThresholdInfo(float(stored), "calibrated", model_id, details.get("at"), details.get("images"), default)
 

@@ -13,18 +13,23 @@ from lookalike.search import Query, make_query
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import numpy as np
+
     from lookalike.cluster import Clustering
+    from lookalike.compare import Comparison
     from lookalike.dupes import DuplicateGroup
     from lookalike.fusion import FusedMatch
     from lookalike.models.base import Embedder
     from lookalike.recognize import Recognition
     from lookalike.store.catalog import Catalog
+    from lookalike.thresholds import ThresholdInfo
 
 
 class CollectionVerbs:
     """Needs `catalog`, `dim`, `embedder`, `search_vectors` and `search_many` from the class it is mixed into."""
 
     catalog: Catalog
+    model_id: str
     search_vectors: Callable[..., list[SearchResult]]
     search_many: Callable[..., list[SearchResult]]
 
@@ -35,6 +40,8 @@ class CollectionVerbs:
 
         @property
         def embedder(self) -> Embedder: ...
+
+        def threshold(self) -> ThresholdInfo: ...
 
     def similar(self, image_id: int, k: int = 10, min_score: float | None = None,
                 exact: bool = False) -> SearchResult:
@@ -53,13 +60,23 @@ class CollectionVerbs:
         return find_duplicates(self, threshold=threshold, group_min_score=group_min_score, k=k,
                                keep=DEFAULT_KEEP if keep is None else keep, verify=verify, progress=progress)
 
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every indexed image under the main model, as arrays for your own analysis."""
+        ids, matrix, _ = self.catalog.all_vectors(self.dim)
+        return ids, matrix
+
     def clusters(self, k: int | None = None, method: str = "kmeans", min_cluster_size: int = 5,
                  seed: int = 0) -> Clustering:
         """The collection clustered (KMeans with k, automatic k, or HDBSCAN); see `lookalike.cluster`."""
         from lookalike.cluster import cluster_vectors
 
-        ids, matrix, _ = self.catalog.all_vectors(self.dim)
-        return cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
+        return cluster_vectors(*self.embeddings(), k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
+
+    def reset_threshold(self) -> bool:
+        """Forget the calibrated near-duplicate threshold (back to the model's default); True if there was one."""
+        from lookalike.thresholds import reset_calibration
+
+        return reset_calibration(self.catalog, self.model_id)
 
     def recognize(self, images: list[str | os.PathLike], categories: str | os.PathLike,
                   threshold: float | None = None) -> list[Recognition]:
@@ -78,6 +95,13 @@ class CollectionVerbs:
         names = labels if isinstance(labels, dict) else load_labels(self, labels)
         return fused_search(self, make_query(image=image, text=text, query=query), names,
                             image_weight=image_weight, k=k)
+
+    def compare(self, a, b, verify: bool = False) -> Comparison:
+        """Two images under this index's model, with its verdict bands (the calibrated `dupes` threshold when
+        there is one), beside what file, pixel and perceptual hashes say (see `lookalike.compare`)."""
+        from lookalike.compare import compare_images
+
+        return compare_images(a, b, self.embedder, verify=verify, near_duplicate_at=self.threshold().value)
 
     def find_copies(self, images: list, k: int = 10, min_score: float | None = None) -> list[SearchResult]:
         """Originals of edited copies: the copy model (sscd, pdq, …) with flips, turns and stored variants."""

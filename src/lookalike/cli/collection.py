@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lookalike.cli.common import DbOption, JsonOption, ModelOption, app, console, embedder_for, errors, json_line, shown
 from lookalike.errors import LookalikeError
+from lookalike.models.specs import threshold_help
 
 
 @app.command()
@@ -20,8 +21,9 @@ def recognize(
         "--categories", "-c", help="Folder of category subfolders with example images, or a YAML/CSV of text "
         "prompts per category (CLIP zero-shot).")],
     threshold: Annotated[float | None, typer.Option(
-        help="Below this cosine the answer is 'unknown'. Default per category (categories.yaml) or per model: "
-        "efficientnet-lite0 0.55, clip 0.92 with examples / 0.24 with prompts, dinov2 0.6.")] = None,
+        help="Below this cosine the answer is 'unknown'. Default per category (categories.yaml) or per model, "
+        f"with example images: {threshold_help('examples')}. With text prompts: "
+        f"{threshold_help('prompts')}.")] = None,
     learn: Annotated[bool, typer.Option(help="Copy each recognised image into its category folder.")] = False,
     model: ModelOption = None,
     db: DbOption = None,
@@ -72,7 +74,7 @@ def cluster(
     from lookalike.cluster import NOISE, cluster_vectors, contact_sheet, link_folders, map_png, rows
 
     with Index.open(db=db, create=False) as idx:
-        ids, matrix, _ = idx.catalog.all_vectors(idx.dim)
+        ids, matrix = idx.embeddings()
         with errors.status(f"clustering {len(ids)} images" + ("" if k else " (choosing k by silhouette)") + "…"):
             clustering = cluster_vectors(ids, matrix, k=k, method=method, min_cluster_size=min_cluster_size,
                                          seed=seed)

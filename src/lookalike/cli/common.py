@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from lookalike.errors import LookalikeError
+from lookalike.models.specs import models_help
 from lookalike.names import display
 
 app = typer.Typer(
@@ -30,10 +31,9 @@ DbOption = Annotated[
 ]
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="clip (default), siglip, dinov2, dinov2-mean, efficientnet-lite0 (offline), "
-                 "phash, dhash, sscd, sscd-distilled, pdq (copy detection, offline), a Hugging Face id or a local "
-                 "checkpoint folder. `index` takes several: --model clip,sscd (text/semantic search by the first, "
-                 "dupes and copy lookups by the copy model)."),
+    typer.Option("--model", "-m", help=f"{models_help()}; or a Hugging Face id or a local checkpoint folder. "
+                 "`index` takes several: --model clip,sscd (text/semantic search by the first, dupes and copy "
+                 "lookups by the copy model)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (JSON Lines for several queries).")]
 
@@ -67,15 +67,10 @@ def _version(show: bool) -> None:
 
 @app.callback()
 def options(
-    runtime: Annotated[str, typer.Option(
-        envvar="LOOKALIKE_RUNTIME", help="Image-model runtime: auto (fastest that keeps cosine ≥ 0.99 to fp32), "
-        "torch, bf16, onnx, onnx-int8.")] = "auto",
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    import os
-
-    os.environ["LOOKALIKE_RUNTIME"] = runtime
+    pass
 
 
 def main() -> None:

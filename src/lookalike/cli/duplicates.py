@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from lookalike.cli.common import DbOption, JsonOption, app, console, errors, json_line, shown
+from lookalike.models.specs import threshold_help
 from lookalike.names import display
 
 
@@ -17,8 +18,8 @@ from lookalike.names import display
 def dupes(
     threshold: Annotated[float | None, typer.Option(
         help="Cosine similarity at or above which images are near-duplicates. Default per model: "
-        "efficientnet-lite0 0.75, clip 0.92, dinov2 0.75, phash/dhash 0.6875 (10 of 64 bits), others 0.90; "
-        "or the value `lookalike calibrate` stored in the index (`lookalike info` says which).")] = None,
+        f"{threshold_help('dupes')}; or the value `lookalike calibrate` stored in the index "
+        "(`lookalike info` says which).")] = None,
     group_min_score: Annotated[float | None, typer.Option(
         help="Every pair in a group must be at least this similar (stops chains). Default threshold - 0.05.")] = None,
     verify: Annotated[bool, typer.Option(

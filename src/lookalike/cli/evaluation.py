@@ -47,40 +47,17 @@ def eval_copydetect(
 
     A model may carry copy options: sscd+dihedral (the query's flips and turns), +regions (references as a grid
     of regions too), +norm (the copy score: similarity normalised by each image's background neighbours)."""
-    import tempfile
-
-    from lookalike.evaluate import (
-        calibrated_thresholds,
-        generate_copy_detection_set,
-        load_disc21_set,
-        markdown_table,
-        store_thresholds,
-        write_outputs,
-    )
+    from lookalike.evaluate import calibrated_thresholds, markdown_table, store_thresholds, write_outputs
     from lookalike.moves import mark_output_folder
 
     mark_output_folder(out)  # never indexed, even when written inside a photo folder
-    data = None
-    if disc21:
-        dataset = load_disc21_set(*disc21)
-    elif originals is not None and hard:
-        from lookalike.evalcopy import build_hard_set
-        from lookalike.images import scan
-
-        extra = sorted(f.path for f in scan(distractors).files) if distractors else []
-        dataset = build_hard_set(sorted(f.path for f in scan(originals).files), out / "data", extra, seed=seed)
-    elif originals is not None:
-        chosen = [f.strip() for f in families.split(",")] if families else None
-        data = out / "data" if keep_data else Path(tempfile.mkdtemp(prefix="lookalike-eval-"))
-        dataset = generate_copy_detection_set(originals, data, seed=seed, families=chosen, distractors=distractors)
-    else:
-        raise LookalikeError("give ORIGINALS_DIR, or --disc21 QUERIES REFERENCES GROUND_TRUTH")
+    dataset, data = _copy_detection_set(originals, disc21, hard, distractors, families, out, keep_data, seed)
     errors.print(f"{len(dataset.references)} references, {len(dataset.queries)} queries "
                  f"({sum(t is None for t in dataset.truth)} negatives)", highlight=False)
     try:
         reports = _evaluate_models(dataset, models, verify)
     finally:
-        if data is not None and not keep_data:
+        if data is not None:
             import shutil
 
             shutil.rmtree(data, ignore_errors=True)
@@ -94,6 +71,29 @@ def eval_copydetect(
             thresholds = calibrated_thresholds(reports)
             store_thresholds(idx, thresholds)
         errors.print(f"stored thresholds {thresholds} in {idx.db_file}", highlight=False)
+
+
+def _copy_detection_set(originals: Path | None, disc21, hard: bool, distractors: Path | None,
+                        families: str | None, out: Path, keep_data: bool, seed: int):
+    """(the data set, the folder of generated data to remove afterwards or None)."""
+    import tempfile
+
+    from lookalike.evaluate import generate_copy_detection_set, load_disc21_set
+
+    if disc21:
+        return load_disc21_set(*disc21), None
+    if originals is not None and hard:
+        from lookalike.evalcopy import build_hard_set
+        from lookalike.images import scan
+
+        extra = sorted(f.path for f in scan(distractors).files) if distractors else []
+        return build_hard_set(sorted(f.path for f in scan(originals).files), out / "data", extra, seed=seed), None
+    if originals is not None:
+        chosen = [f.strip() for f in families.split(",")] if families else None
+        data = out / "data" if keep_data else Path(tempfile.mkdtemp(prefix="lookalike-eval-"))
+        dataset = generate_copy_detection_set(originals, data, seed=seed, families=chosen, distractors=distractors)
+        return dataset, None if keep_data else data
+    raise LookalikeError("give ORIGINALS_DIR, or --disc21 QUERIES REFERENCES GROUND_TRUTH")
 
 
 def _evaluate_models(dataset, models: str, verify: bool) -> list:
@@ -161,11 +161,10 @@ def calibrate(
 
     from lookalike.api import Index
     from lookalike.thresholds import calibrate as measure
-    from lookalike.thresholds import reset_calibration
 
     with Index.open(db=db, create=False) as idx:
         if reset:
-            had = reset_calibration(idx.catalog, idx.model_id)
+            had = idx.reset_threshold()
             errors.print(("forgot the calibrated threshold; " if had else "no calibrated threshold was stored; ")
                          + f"dupes uses {idx.threshold().describe()}", highlight=False)
             return

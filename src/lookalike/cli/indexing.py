@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,9 @@ def index(
     memory_budget: Annotated[str | None, typer.Option(
         help="RAM for the search structure (e.g. 8G, 512M; remembered by the index): past it, IVF-PQ with "
         "float16 re-ranking from disk. Default: no budget.")] = None,
+    runtime: Annotated[str | None, typer.Option(
+        help="How image models run (remembered by the index): auto (the fastest that keeps cosine ≥ 0.99 to "
+        "fp32), torch, bf16, onnx, onnx-int8. Default: as stored, else auto.")] = None,
     engine: Annotated[str, typer.Option(help="Where to embed: local (this process) or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start Ray here).")] = None,
     shards: Annotated[str | None, typer.Option("--shards", "--ray-shards", help="--engine ray: where Parquet "
@@ -40,35 +44,15 @@ def index(
     as_json: JsonOption = False,
 ) -> None:
     """Index a folder (again): only new or changed files are embedded; moved files keep their vectors."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from lookalike.api import Index
 
     variants = None if copy_variants is None else [v for v in copy_variants.split(",") if v.strip() not in ("", "none")]
-    with Index.open(photos_dir, db=db, model=model, reindex=reindex, store=store,
-                    memory_budget=memory_budget, copy_extras=variants) as idx:
-        columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=errors, transient=True, disable=as_json) as bar:
-            task = bar.add_task("embed", total=None, rate="")
-
-            def progress(done: int, total: int) -> None:
-                speed = bar.tasks[0].speed
-                bar.update(task, completed=done, total=total, rate=f"{speed:.1f} files/s" if speed else "")
-
-            runner = None
-            if engine == "ray":
-                from lookalike.distributed import RayEngine
-
-                runner = RayEngine(shards or idx.db_file.parent / f"{idx.db_file.stem}.shards", address=ray_address,
-                                   batch_size=batch_size)
-            elif engine != "local":
-                raise LookalikeError(f"unknown engine '{engine}': choose local or ray")
-            def waiting(holder: str) -> None:
-                errors.print(f"waiting: this index is being updated by {shown(holder)}", highlight=False)
-
+    with Index.open(photos_dir, db=db, model=model, reindex=reindex, store=store, memory_budget=memory_budget,
+                    copy_extras=variants, runtime=runtime) as idx:
+        runner = _engine(engine, idx, ray_address, shards, batch_size)
+        with _embedding_progress(disable=as_json) as progress:
             report = idx.update(progress=progress, include_hidden=include_hidden, batch_size=batch_size,
-                                engine=runner, on_wait=waiting)
+                                engine=runner, on_wait=_waiting)
         idx.vectors()  # build (or sync) the search structure now rather than at the first search
         info = idx.info()
     if as_json:
@@ -83,6 +67,39 @@ def index(
     )
     for path, reason in report.skipped:
         console.print(f"  [yellow]skipped[/] {shown(path)}: {shown(reason)}", highlight=False)
+
+
+def _engine(engine: str, idx, ray_address: str | None, shards: str | None, batch_size: int):
+    """None (embed in this process) or a Ray engine."""
+    if engine == "local":
+        return None
+    if engine != "ray":
+        raise LookalikeError(f"unknown engine '{engine}': choose local or ray")
+    from lookalike.distributed import RayEngine
+
+    return RayEngine(shards or idx.db_file.parent / f"{idx.db_file.stem}.shards", address=ray_address,
+                     batch_size=batch_size)
+
+
+@contextlib.contextmanager
+def _embedding_progress(disable: bool):
+    """A progress bar on stderr, and the `progress(done, total)` callback that drives it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True, disable=disable) as bar:
+        task = bar.add_task("embed", total=None, rate="")
+
+        def progress(done: int, total: int) -> None:
+            speed = bar.tasks[0].speed
+            bar.update(task, completed=done, total=total, rate=f"{speed:.1f} files/s" if speed else "")
+
+        yield progress
+
+
+def _waiting(holder: str) -> None:
+    errors.print(f"waiting: this index is being updated by {shown(holder)}", highlight=False)
 
 
 @app.command()
@@ -151,6 +168,7 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
         ("size on disk", f"{details.size_bytes / 1e6:.2f} MB"), ("vector store", details.store),
         ("search structure", details.search_structure or "built at the first search"),
         ("memory budget", details.settings.get("memory_budget") or "none"),
+        ("runtime", details.settings.get("runtime", "auto")),
         ("created", when(details.created_at)), ("last update", when(details.updated_at)),
         *[(f"serves {role}", model) for role, model in (details.models or {}).get("serves", {}).items() if model],
         *[(f"vectors {model}", f"{n['images']} images, {n['variants']} variants")
@@ -159,3 +177,26 @@ def info(db: DbOption = None, as_json: JsonOption = False) -> None:
     ]:
         table.add_row(key, str(value))
     console.print(table)
+
+
+@app.command()
+def models(as_json: JsonOption = False) -> None:
+    """The models lookalike knows: what each is for, and its default threshold per verb (and where from)."""
+    from lookalike.models.specs import FALLBACK, SPECS
+
+    if as_json:
+        print(json.dumps([{"name": s.name, "id": s.id, "aliases": list(s.aliases), "modalities": list(s.modalities),
+                           "summary": s.summary, "preprocessing": s.preprocessing, "copy_detection": s.copy_detection,
+                           "thresholds": vars(s.thresholds)} for s in SPECS]))
+        return
+    table = Table(show_edge=False)
+    for column in ("model", "for", "dupes", "recognize: examples", "recognize: prompts"):
+        table.add_column(column)
+    for spec in SPECS:
+        values = spec.thresholds
+        table.add_row(spec.name, spec.summary, f"{values.dupes:.4g}", f"{values.examples:.4g}",
+                      "" if values.prompts is None else f"{values.prompts:.4g}")
+    console.print(table)
+    console.print("Any other Hugging Face id or checkpoint folder works too, with generic thresholds "
+                  f"({FALLBACK.dupes}, {FALLBACK.examples}, {FALLBACK.prompts}). `lookalike calibrate` measures a "
+                  "dupes threshold on your own images; `lookalike info` shows the one in use.", highlight=False)

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from lookalike.cli.common import DbOption, JsonOption, ModelOption, app, console, embedder_for, errors, json_line, shown
+from lookalike.cli.common import DbOption, JsonOption, ModelOption, app, console, errors, json_line, shown
 from lookalike.errors import LookalikeError
 
 
@@ -128,11 +128,9 @@ def compare(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Similarity of two images, beside what file MD5, pixel MD5 and perceptual hashes say."""
-    from lookalike.compare import compare_images
-    from lookalike.dupes import default_threshold
-
-    result = compare_images(image_a, image_b, embedder_for(model, db), verify=verify)  # in an index: its model
+    """Similarity of two images, beside what file MD5, pixel MD5 and perceptual hashes say. In an index (and
+    without --model) its model and its calibrated threshold decide the verdict."""
+    result = _compared(image_a, image_b, model, db, verify)
     if as_json:
         print(json.dumps(result.as_dict()))
         return
@@ -144,9 +142,10 @@ def compare(
     def same(flag: bool | None) -> str:
         return "n/a" if flag is None else ("[green]identical[/]" if flag else "[red]different[/]")
 
-    threshold = default_threshold(result.model)
-    verdict = f"[green]near-duplicate[/] (≥ {threshold:.2f})" if result.cosine >= threshold else \
-        f"not a near-duplicate (< {threshold:.2f})"
+    near, similar = result.near_duplicate_at, result.similar_at
+    verdict = {"near-duplicate": f"[green]near-duplicate[/] (≥ {near:.2f})",
+               "similar": f"[yellow]similar[/]: same subject, not a copy ({similar:.2f} ≤ cosine < {near:.2f})",
+               "different": f"different (< {similar:.2f})"}[result.verdict]
     table.add_row(f"embedding ({result.model})", f"cosine {result.cosine:.4f}", verdict)
     table.add_row("file MD5", "", same(result.file_md5_equal))
     table.add_row("pixel MD5 (decoded)", "", same(result.pixel_md5_equal))
@@ -164,3 +163,15 @@ def compare(
     console.print(table)
     console.print(f"sizes: {result.sizes[0][0]}x{result.sizes[0][1]} and {result.sizes[1][0]}x{result.sizes[1][1]}",
                   highlight=False)
+
+
+def _compared(image_a: str, image_b: str, model: str | None, db: Path | None, verify: bool):
+    """In an index (and with its model or none named): the index's compare, with its calibrated threshold."""
+    from lookalike.api import Index, compare, find_index
+    from lookalike.models.registry import DEFAULT_MODEL, canonical_model_id
+
+    if (db or find_index()) is not None:
+        with Index.open(db=db, create=False) as idx:
+            if model is None or canonical_model_id(model) == idx.model_id:
+                return idx.compare(image_a, image_b, verify=verify)
+    return compare(image_a, image_b, model or DEFAULT_MODEL, verify=verify)

@@ -137,12 +137,14 @@ class PreparedImageEmbedder:
 class TorchImageEmbedder(PreparedImageEmbedder):
     """A PyTorch image tower behind `Preprocess`; subclasses provide `_image_features(pixel_values)`.
 
-    The tower runs on the runtime chosen by LOOKALIKE_RUNTIME (see `lookalike.models.runtime`). On an ONNX
+    The tower runs on `requested_runtime` (an index's settings set it; else the process default, see
+    `lookalike.models.runtime`). On an ONNX
     runtime whose graph is already in `model_cache`, the torch module is never built (nor torch imported):
     subclasses set `model_cache` from their checkpoint files and load the module lazily in `_torch_module`."""
 
     preprocess: Preprocess
     transformer = False  # ViTs quantise well to int8; CNNs are exported in fp32
+    requested_runtime: str | None = None  # None: the process default
     _runtime: TorchRuntime | OnnxRuntime | None = None
 
     def preprocessing(self) -> dict:
@@ -168,7 +170,7 @@ class TorchImageEmbedder(PreparedImageEmbedder):
         """Switch the tower to a runtime ('auto', 'torch', 'bf16', 'onnx', 'onnx-int8'); returns the one used."""
         from lookalike.models import runtime as runtimes
 
-        chosen = runtimes.resolve(name or runtimes.requested_runtime(), self.transformer)
+        chosen = runtimes.resolve(name or self.requested_runtime or runtimes.default_runtime(), self.transformer)
         if chosen in ("torch", "bf16"):
             self._runtime = runtimes.TorchRuntime(self._image_features, bf16=chosen == "bf16")
             return chosen

@@ -198,7 +198,7 @@ class HuggingFaceEmbedder(TorchImageEmbedder):
             return super().embed_texts(texts)
         from lookalike.models import runtime as runtimes
 
-        if runtimes.resolve(runtimes.requested_runtime(), transformer=True).startswith("onnx"):
+        if runtimes.resolve(self.requested_runtime or runtimes.default_runtime(), transformer=True).startswith("onnx"):
             with self._text_lock:
                 if self._onnx_text is None:
                     self._onnx_text = onnx_text.OnnxTextEncoder(self.model_cache, self._export_text)

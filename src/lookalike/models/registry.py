@@ -8,34 +8,16 @@ from pathlib import Path
 
 from lookalike.errors import ModelUnavailableError
 from lookalike.models.base import Embedder
+from lookalike.models.runtime import check_runtime, default_runtime
+from lookalike.models.specs import SPECS
 
 DEFAULT_MODEL = "clip"
-ALIASES = {
-    "clip": "hf:openai/clip-vit-base-patch32",
-    "clip-b16": "hf:openai/clip-vit-base-patch16",
-    "clip-l14": "hf:openai/clip-vit-large-patch14",
-    "siglip": "hf:google/siglip-base-patch16-224",
-    "dinov2": "hf:facebook/dinov2-base#cls",
-    "dinov2-mean": "hf:facebook/dinov2-base#mean",
-    "dinov2-small": "hf:facebook/dinov2-small#cls",
-    "dinov2-large": "hf:facebook/dinov2-large#cls",
-    "efficientnet-lite0": "efficientnet-lite0",
-    "phash": "phash",
-    "dhash": "dhash",
-    "sscd": "sscd",
-    "sscd-distilled": "sscd-distilled",
-    "sscd-torchscript": "sscd-torchscript",
-    "pdq": "pdq",
-}
-BUILTIN_IDS = ("efficientnet-lite0", "phash", "dhash", "sscd", "sscd-distilled", "sscd-torchscript", "pdq")
-# Copy-detection models: `dupes` and copy lookups use one of these when an index holds one. Cosine thresholds
-# measured with benchmarks/vs_immaculate.py (dupes on 1,588 photos, tiles, copies and clip-art, docs/performance.md):
-# sscd-distilled at 0.70 finds 77 % of (copy, original) pairs at 0.80 precision on photo pairs (0.60: 85 % / 0.57;
-# 0.80: 63 % / 0.91; every wrong pair there is two sibling tiles of one photo); the hard retrieval set
-# (benchmarks/copydetect_hard.py) reaches 90 % precision at 0.78. pdq: PDQ's reference 31 differing bits of 256.
-COPY_THRESHOLDS = {"sscd": 0.70, "sscd-distilled": 0.70, "sscd-torchscript": 0.70, "pdq": 1 - 2 * 31 / 256}
+ALIASES = {alias: spec.id for spec in SPECS for alias in spec.aliases}
+BUILTIN_IDS = tuple(spec.id for spec in SPECS if not spec.id.startswith("hf:"))
+# Copy-detection models: `dupes` and copy lookups use one of these when an index holds one (see `specs`).
+COPY_THRESHOLDS = {spec.id: spec.thresholds.dupes for spec in SPECS if spec.copy_detection}
 
-_cache: dict[str, Embedder] = {}
+_cache: dict[tuple[str, str | None], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
@@ -66,13 +48,19 @@ def canonical_model_id(name: str) -> str:
     return canonical
 
 
-def load_embedder(name: str) -> Embedder:
-    """Load (once per process) the embedder for a model name, alias or canonical id."""
+def load_embedder(name: str, runtime: str | None = None) -> Embedder:
+    """Load (once per process and runtime) the embedder for a model name, alias or canonical id. `runtime`
+    (an index's setting) chooses how its image tower runs; None: the process default."""
     model_id = canonical_model_id(name)
+    if runtime is not None and check_runtime(runtime) == default_runtime():
+        runtime = None  # the same embedder as the process default's: one copy of the weights
     with _cache_lock:
-        if model_id not in _cache:
-            _cache[model_id] = _build(model_id)
-        return _cache[model_id]
+        if (model_id, runtime) not in _cache:
+            embedder = _build(model_id)
+            if runtime is not None and hasattr(embedder, "requested_runtime"):
+                setattr(embedder, "requested_runtime", runtime)  # noqa: B010 - not every embedder has a runtime
+            _cache[model_id, runtime] = embedder
+        return _cache[model_id, runtime]
 
 
 def _build(model_id: str) -> Embedder:

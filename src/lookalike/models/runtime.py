@@ -33,8 +33,27 @@ PREPACK_FROM = 8  # batch size from which a session re-opens with pre-packed wei
 _lock = threading.Lock()
 
 
-def requested_runtime() -> str:
-    runtime = os.environ.get("LOOKALIKE_RUNTIME", "auto")
+_process_default = "auto"  # for embedders outside an index; an index's own runtime is in its settings
+
+
+def default_runtime() -> str:
+    return _process_default
+
+
+def set_default_runtime(runtime: str) -> None:
+    """The runtime of embedders that no index settings choose for (`compare` outside an index, tests)."""
+    global _process_default
+    check_runtime(runtime)
+    _process_default = runtime
+
+
+def runtime_of(embedder) -> str:
+    """The runtime an embedder runs on as asked (its index's setting, else the process default), for another
+    process (a Ray worker) to load the same model the same way."""
+    return getattr(embedder, "requested_runtime", None) or _process_default
+
+
+def check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise LookalikeError(f"unknown runtime '{runtime}': choose one of {', '.join(RUNTIMES)}")
     return runtime

@@ -31,13 +31,12 @@ def thumbnail(index, image_id: int, size: int, lock=None) -> tuple[bytes, bool]:
         details = index.catalog.details([image_id]).get(image_id)
     if details is None:
         raise NotFoundError(f"no image with id {image_id} in the index")
-    relative_path, _, _, file_size, mtime_ns = details[:5]
-    cached = thumbnail_folder(index) / f"{image_id}-{file_size}-{mtime_ns}-{size}.jpg"
+    cached = thumbnail_folder(index) / f"{image_id}-{details.size}-{details.mtime_ns}-{size}.jpg"
     try:
         return cached.read_bytes(), True
     except OSError:
         pass
-    data = render(index.read(relative_path), size)
+    data = render(index.read(details.path), size)
     _store(cached, data)
     return data, False
 

@@ -8,87 +8,27 @@ Readers never block the writer (WAL) and wait instead of failing while a checkpo
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lookalike.errors import IndexUnusableError, NotFoundError
 from lookalike.names import from_db, json_text, to_db
+from lookalike.store.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    VECTOR_DTYPE,
+    ImageDetails,
+    ImageRow,
+    NewImage,
+    statements,
+)
 
-SCHEMA_VERSION = 3
-VECTOR_DTYPE = np.float16  # half the disk and RAM of float32; cosine error ~1e-3, ranking unaffected in practice
-
-# Each entry upgrades the schema from version N-1 to N; append, never edit, so old indexes keep opening.
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE images (
-        id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE,          -- POSIX path relative to the indexed folder
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        content_hash TEXT NOT NULL,         -- recognises moved/renamed/copied files
-        width INTEGER NOT NULL,
-        height INTEGER NOT NULL,
-        vector BLOB NOT NULL,               -- float16, L2-normalised
-        indexed_at REAL NOT NULL
-    );
-    CREATE INDEX images_by_hash ON images (content_hash);
-    CREATE TABLE skipped (                  -- files that could not be read, with the reason; retried once changed
-        path TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        reason TEXT NOT NULL
-    );
-    """,
-    2: """
-    ALTER TABLE images ADD COLUMN pixel_hash TEXT;  -- MD5 of decoded pixels, filled lazily by dupes
-    """,
-    3: """
-    CREATE TABLE vectors (                  -- more vectors per image: other models, copy variants (store/extra.py)
-        image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE, model TEXT NOT NULL,
-        kind TEXT NOT NULL,                 -- '' the image itself; 'hflip', 'rot90', 'region:0.5:1:2', ...
-        vector BLOB NOT NULL,               -- float16, L2-normalised
-        PRIMARY KEY (model, image_id, kind)
-    );
-    CREATE INDEX vectors_by_image ON vectors (image_id);
-    """,
-}
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements (executescript would commit halfway, breaking atomicity)."""
-    without_comments = re.sub(r"--[^\n]*", "", script)
-    return [statement.strip() for statement in without_comments.split(";") if statement.strip()]
-
-
-@dataclass(frozen=True)
-class ImageRow:
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class NewImage:
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str
-    width: int
-    height: int
-    vector: np.ndarray
-
+__all__ = ["SCHEMA_VERSION", "VECTOR_DTYPE", "Catalog", "ImageDetails", "ImageRow", "NewImage"]
 
 class Catalog:
     def __init__(self, db_file: str | Path, readonly: bool = False) -> None:
@@ -121,7 +61,7 @@ class Catalog:
         with self.transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _statements(MIGRATIONS[target]):
+                for statement in statements(MIGRATIONS[target]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {target}")
 
@@ -278,8 +218,8 @@ class Catalog:
         self._bump_epoch(conn)
         conn.executemany("DELETE FROM images WHERE path = ?", [(to_db(p),) for p in paths])
 
-    def details(self, ids: Iterable[int]) -> dict[int, tuple]:
-        """id → (path, width, height, size, mtime_ns, content_hash, pixel_hash) for reports and keeper choice."""
+    def details(self, ids: Iterable[int]) -> dict[int, ImageDetails]:
+        """id → its path, size in pixels and bytes, mtime and hashes, for reports and the keeper choice."""
         ids = [int(i) for i in ids]
         found = {}
         for start in range(0, len(ids), 900):  # SQLite's limit on bound parameters
@@ -289,7 +229,7 @@ class Catalog:
                 "SELECT id, path, width, height, size, mtime_ns, content_hash, pixel_hash FROM images "
                 f"WHERE id IN ({marks})", chunk,
             ):
-                found[row[0]] = (from_db(row[1]), *row[2:])
+                found[row[0]] = ImageDetails(from_db(row[1]), *row[2:])
         return found
 
     def set_pixel_hashes(self, hashes: dict[int, str]) -> None:
