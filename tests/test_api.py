@@ -183,3 +183,18 @@ def test_fifty_simultaneous_first_opens_of_a_new_index(sample_folder):
     with ThreadPoolExecutor(50) as pool:
         answers = set(pool.map(first_open, range(50)))
     assert answers == {("phash", str(sample_folder))}
+
+
+def test_what_the_index_holds_is_public(sample_folder):
+    with lookalike.open(sample_folder, model="phash") as idx:
+        before = idx.version()
+        idx.update()
+        assert idx.version() != before
+        images = {image.path: image for image in idx.images()}
+        assert len(images) == 31 and images["chelsea.png"].width == 451
+        chelsea = images["chelsea.png"].id
+        assert idx.paths([chelsea, 10**9]) == {chelsea: "chelsea.png"}
+        details = idx.details([chelsea])[chelsea]
+        assert (details.path, details.width, details.size) == ("chelsea.png", 451, images["chelsea.png"].size)
+        ids, vectors = idx.embeddings()
+        assert len(ids) == 31 and vectors.shape == (31, idx.dim)

@@ -23,7 +23,7 @@ def index(sample_folder):
 def test_the_threshold_in_use_says_where_it_came_from(index):
     used = index.threshold()
     assert (used.value, used.source) == (0.75, "default")
-    assert used.describe() == "0.7500 (efficientnet-lite0 default)"
+    assert used.describe() == "0.7500 (default for efficientnet-lite0)"
     store_calibration(index.catalog, index.model_id, 0.62, images=15, at=1_764_000_000)
     used = index.threshold()
     assert (used.value, used.source, used.images) == (0.62, "calibrated", 15)
@@ -65,7 +65,8 @@ def test_cli_states_the_threshold_and_resets_it(index, sample_folder):
     assert "calibrated on 2025-11-24 from 15 images" in run("info", cwd=sample_folder).stdout
     assert "threshold 0.4600 (calibrated" in run("dupes", cwd=sample_folder).stdout.replace("\n", " ")
     reset = run("calibrate", "--reset", cwd=sample_folder)
-    assert "forgot the calibrated threshold" in reset.stderr and "0.7500 (efficientnet-lite0 default)" in reset.stderr
+    assert "forgot the calibrated threshold" in reset.stderr
+    assert "0.7500 (default for efficientnet-lite0)" in reset.stderr
     assert json.loads(run("info", "--json", cwd=sample_folder).stdout)["threshold"]["source"] == "default"
 
 

@@ -34,15 +34,18 @@ class ThresholdInfo:
     default: float | None = None
 
     def describe(self) -> str:
+        return f"{self.value:.4f} ({self.origin()})"
+
+    def origin(self) -> str:
+        """Where the value comes from, in words."""
         if self.source == "calibrated":
             when = datetime.datetime.fromtimestamp(self.calibrated_at).date().isoformat() if self.calibrated_at \
                 else "an earlier run"
             count = f" from {self.images} images" if self.images else ""
-            return (f"{self.value:.4f} (calibrated on {when}{count}; "
-                    f"`lookalike calibrate --reset` restores the default {self.default:.4f})")
+            return f"calibrated on {when}{count}; `lookalike calibrate --reset` restores the default {self.default:.4f}"
         if self.source == "fallback":
-            return f"{self.value:.4f} (no default measured for {self.model}: `lookalike calibrate` measures one)"
-        return f"{self.value:.4f} ({short_name(self.model)} default)"
+            return f"no default measured for {self.model}: `lookalike calibrate` measures one"
+        return f"default for {short_name(self.model)}"
 
     def as_dict(self) -> dict:
         return {"value": round(self.value, 6), "source": self.source, "model": self.model,

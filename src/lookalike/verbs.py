@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from lookalike.fusion import FusedMatch
     from lookalike.models.base import Embedder
     from lookalike.recognize import Recognition
-    from lookalike.store.catalog import Catalog
+    from lookalike.store.catalog import Catalog, ImageDetails, ImageRow
     from lookalike.thresholds import ThresholdInfo
 
 
@@ -59,6 +59,23 @@ class CollectionVerbs:
 
         return find_duplicates(self, threshold=threshold, group_min_score=group_min_score, k=k,
                                keep=DEFAULT_KEEP if keep is None else keep, verify=verify, progress=progress)
+
+    # -- what the index holds (for pages and reports; the catalog itself stays private) ----------------------
+    def images(self) -> list[ImageRow]:
+        """Every indexed image: id, relative path, size in bytes, mtime, content hash, width, height."""
+        return list(self.catalog.rows().values())
+
+    def paths(self, ids) -> dict[int, str]:
+        """id → relative path, for the ids that are in the index."""
+        return self.catalog.paths_for(int(i) for i in ids)
+
+    def details(self, ids) -> dict[int, ImageDetails]:
+        """id → path, pixel size, bytes, mtime and hashes, for the ids that are in the index."""
+        return self.catalog.details(ids)
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the indexed collection does: cache what you derive from it under this key."""
+        return self.catalog.generation(), self.catalog.epoch()
 
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every indexed image under the main model, as arrays for your own analysis."""

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from lookalike.names import from_db, json_text
+from lookalike.names import json_text
 from lookalike.server import schemas
 
 Sort = Literal["date", "date-asc", "name", "folder", "size"]
@@ -24,15 +24,15 @@ SORT_KEYS = {
 def _rows(ctx) -> list[tuple]:
     """(id, path, size, mtime_ns, width, height) of every image."""
     with ctx.lock:
-        cursor = ctx.index.catalog.conn.execute("SELECT id, path, size, mtime_ns, width, height FROM images")
-        return [(row[0], from_db(row[1]), *row[2:]) for row in cursor]
+        images = ctx.index.images()
+    return [(i.id, i.path, i.size, i.mtime_ns, i.width, i.height) for i in images]
 
 
 def _listing(ctx, sort: str, folder: str | None) -> list[tuple]:
     """The sorted (and filtered) collection, kept until the catalog changes: reading and sorting 200,000 rows
     takes a second or two, so it is done once per index change and sort, and every page is then a slice."""
     with ctx.lock:
-        version = (ctx.index.catalog.generation(), ctx.index.catalog.epoch())
+        version = ctx.index.version()
     cache = ctx.state.setdefault("browse", {})
     key = (version, sort, folder)
     if key not in cache:

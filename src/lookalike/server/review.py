@@ -46,15 +46,11 @@ def dupes_payload(ctx, threshold: float | None, verify: bool, progress=None) -> 
 
 def threshold_in_use(ctx, asked: float | None) -> dict:
     """The threshold the groups used, and where it came from (the page shows both)."""
-    from lookalike.dupes import default_threshold
-
     if asked is not None:
         return {"threshold": asked, "threshold_source": "set in the request"}
     with ctx.lock:
-        calibrated = ctx.index.catalog.get_meta("thresholds")
-    source = ("calibrated for this index (lookalike calibrate)" if calibrated and ctx.index.model_id in calibrated
-              else f"default for {ctx.index.model_id}")
-    return {"threshold": default_threshold(ctx.index.model_id, calibrated), "threshold_source": source}
+        used = ctx.index.threshold()
+    return {"threshold": used.value, "threshold_source": used.origin()}
 
 
 def _local_root(ctx) -> str:
@@ -72,7 +68,7 @@ def apply_moves(ctx, plan: schemas.MovePlan, progress: Reporter) -> dict:
     if set(plan.move) & set(plan.keep):
         raise RequestRejected(400, "an image cannot be both kept and moved")
     with ctx.lock:
-        paths = ctx.index.catalog.paths_for([*plan.move, *plan.keep])
+        paths = ctx.index.paths([*plan.move, *plan.keep])
     unknown = [i for i in [*plan.move, *plan.keep] if i not in paths]
     if unknown:
         raise RequestRejected(404, f"no image with id {unknown[0]} in the index; reload the review")

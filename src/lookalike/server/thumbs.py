@@ -28,7 +28,7 @@ def thumbnail(index, image_id: int, size: int, lock=None) -> tuple[bytes, bool]:
     from contextlib import nullcontext
 
     with lock or nullcontext():
-        details = index.catalog.details([image_id]).get(image_id)
+        details = index.details([image_id]).get(image_id)
     if details is None:
         raise NotFoundError(f"no image with id {image_id} in the index")
     cached = thumbnail_folder(index) / f"{image_id}-{details.size}-{details.mtime_ns}-{size}.jpg"
