@@ -6,7 +6,9 @@ thousands of clip-art images crowd the database; 15 % crops, turns, mirror image
 edits are the queries, and a fifth of the originals are held out so their copies are negatives.
 
 A method is a model name plus options: `sscd+dihedral` (the query's flips and turns, best score per
-reference), `+regions` (references also as a grid of half-size regions), `+norm` (the copy score below).
+reference), `+trim` (also the query without its flat frame, if it has one), `+regions` (references also as a
+grid of half-size regions), `+norm` (the copy score below). `find_copies` does sscd+dihedral+trim+norm, with
++regions when the index stores them.
 
 Copy score (the SSCD paper's score normalisation, §3.3, with the collection itself as the background set):
 s(q, r) - β · b(q), where b(q) is the query's similarity to its second-best reference, β = 0.75. A query that
@@ -122,7 +124,7 @@ def copy_scores(similarity: np.ndarray, query_background: np.ndarray, beta: floa
 
 
 def evaluate_method(dataset: CopyDetectionSet, method: str, k: int = 10) -> ModelReport:
-    """`method` = model[+dihedral][+regions][+norm]; returns the same report as `evaluate_model`."""
+    """`method` = model[+dihedral][+trim][+regions][+norm]; returns the same report as `evaluate_model`."""
     import time
 
     from lookalike.models.registry import load_embedder
@@ -131,7 +133,7 @@ def evaluate_method(dataset: CopyDetectionSet, method: str, k: int = 10) -> Mode
     embedder = load_embedder(model)
     start = time.perf_counter()
     reference_kinds = ("", *(extra_kinds(model, ("regions",)) if "regions" in options else ()))
-    query_kinds = QUERY_DIHEDRAL if "dihedral" in options else ("",)
+    query_kinds = (*(QUERY_DIHEDRAL if "dihedral" in options else ("",)), *(("trim",) if "trim" in options else ()))
     references = embed_variants(dataset.references, embedder, reference_kinds)
     queries = embed_variants(dataset.queries, embedder, query_kinds)
     speed = (len(dataset.references) + len(dataset.queries)) / (time.perf_counter() - start)
