@@ -170,8 +170,8 @@ def main() -> None:
             best[name] = similarity
             for label, scores in with_norm(name, similarity):
                 print(table_row(data, label, scores), flush=True)
-    fused = [n for n in best if n.endswith("+dihedral+trim")]
-    if len(fused) > 1:  # two copy models averaged (each image embedded twice)
+    fused = [n for n in best if n.endswith("+dihedral+trim") and n.startswith("sscd")]
+    if len(fused) > 1:  # the two SSCD models averaged (each image embedded twice)
         for label, scores in with_norm(" & ".join(fused), sum(best[n] for n in fused) / len(fused)):
             print(table_row(data, label, scores), flush=True)
 

@@ -205,12 +205,20 @@ def outside_backgrounds(searcher, matrix: np.ndarray, groups: list[list[int]], k
     return background
 
 
-def attach_copy_scores(groups, ids: np.ndarray, matrix: np.ndarray, searcher) -> None:
-    """Give each duplicate its copy score against its group's keeper: the pair's similarity minus β × the mean
-    of both images' best similarity outside the group."""
+def attach_copy_scores(groups, ids: np.ndarray, matrix: np.ndarray, searcher, offsets: np.ndarray | None = None
+                       ) -> None:
+    """Give each duplicate its copy score against its group's keeper: with the `offsets` dupes grouped by
+    (lookalike.dupes_grouping), the pair's cosine minus both; else the cosine minus β × the mean of both
+    images' best similarity outside the group."""
     if not groups:
         return
     position = {int(image_id): p for p, image_id in enumerate(ids)}
+    if offsets is not None:
+        for group in groups:
+            keeper = float(offsets[position[group.keeper.id]])
+            for member in group.others:
+                member.copy_score = member.score - keeper - float(offsets[position[member.id]])
+        return
     members = [[position[m.id] for m in group.members] for group in groups]
     background = outside_backgrounds(_ById(searcher, ids), matrix, members)
     for group in groups:

@@ -143,3 +143,38 @@ def evaluate_method(dataset: CopyDetectionSet, method: str, k: int = 10) -> Mode
     k = min(k, len(dataset.references))
     top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
     return _report(method, dataset, top, np.take_along_axis(similarity, top, axis=1), speed)
+
+
+def dupes_copy_threshold(dataset: CopyDetectionSet, embedder, precision: float = 0.95, per_original: int = 2,
+                         seed: int = 0) -> tuple[float, float] | None:
+    """(copy-score threshold, recall) of `dupes` on a collection made of `dataset`'s references and
+    `per_original` of each original's edited copies (a collection holds a few copies of a photo, not every
+    edit): the lowest threshold whose accepted pairs are ≥ `precision` right, recall over (copy, original)
+    pairs. None when no threshold reaches that precision. Scores as `find_duplicates` computes them."""
+    from lookalike.copies import STORED_DIHEDRAL
+    from lookalike.dupes import COPY_BACKGROUND_RANK, COPY_BETA, COPY_FLOOR, SURE_COPY
+    from lookalike.dupes_grouping import copy_scores
+
+    per_block = len(set(dataset.families))  # generate_copy_detection_set writes every family per original
+    rng = np.random.default_rng(seed)
+    chosen = [start + int(i) for start in range(0, len(dataset.queries), per_block)
+              for i in rng.choice(min(per_block, len(dataset.queries) - start), per_original, replace=False)]
+    files = [*dataset.references, *(dataset.queries[i] for i in chosen)]
+    origin = [p.stem for p in dataset.references] + [dataset.truth[i] or f"held-out {i // per_block}" for i in chosen]
+    own = embed_variants(files, embedder, ("",))
+    similarity = best_similarity(own, embed_variants(files, embedder, ("", *STORED_DIHEDRAL)))
+    similarity = np.maximum(similarity, similarity.T)
+    np.fill_diagonal(similarity, -np.inf)
+    ranked = -np.sort(-similarity, axis=1)
+    offsets = COPY_BETA / 2 * ranked[:, min(COPY_BACKGROUND_RANK, len(files) - 1) - 1]
+    a, b = np.triu_indices(len(files), 1)
+    scores = copy_scores(similarity[a, b], offsets[a], offsets[b], SURE_COPY, COPY_FLOOR)
+    right = np.array([origin[i] == origin[j] for i, j in zip(a, b, strict=True)])
+    wanted = right & (a < len(dataset.references))  # (original, copy) pairs
+    order = np.argsort(-scores, kind="stable")
+    precisions = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(precisions >= precision)
+    if not len(ok) or not wanted.any():
+        return None
+    last = ok[-1]
+    return float(scores[order][last]), float(wanted[order][:last + 1].sum() / wanted.sum())

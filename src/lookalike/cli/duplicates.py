@@ -43,6 +43,7 @@ def dupes(
     """Find exact and near-duplicate images, suggest which to keep (and why), and optionally move or link them."""
     from lookalike.api import Index
     from lookalike.dupes import apply_actions, find_duplicates, find_in_index, write_csv, write_html_report
+    from lookalike.thresholds import dupes_threshold
 
     if undo is not None:
         from lookalike.moves import undo_moves
@@ -58,7 +59,7 @@ def dupes(
             groups = find_duplicates(idx, threshold=threshold, group_min_score=group_min_score, verify=verify,
                                      keep=[rule.strip() for rule in keep.split(",") if rule.strip()],
                                      progress=progress)
-        used = idx.threshold() if threshold is None else None
+        used = dupes_threshold(idx) if threshold is None else None
         root = idx.root
         if html:
             write_html_report(groups, html, read=idx.read)

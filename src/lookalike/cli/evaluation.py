@@ -161,13 +161,13 @@ def calibrate(
 
     from lookalike.api import Index
     from lookalike.thresholds import calibrate as measure
-    from lookalike.thresholds import reset_calibration
+    from lookalike.thresholds import dupes_threshold, reset_calibration
 
     with Index.open(db=db, create=False) as idx:
         if reset:
             had = reset_calibration(idx.catalog, idx.model_id)
             errors.print(("forgot the calibrated threshold; " if had else "no calibrated threshold was stored; ")
-                         + f"dupes uses {idx.threshold().describe()}", highlight=False)
+                         + f"dupes uses {dupes_threshold(idx).describe()}", highlight=False)
             return
         if originals is None:
             raise LookalikeError("give ORIGINALS_DIR to calibrate on, or --reset")
@@ -175,11 +175,14 @@ def calibrate(
         try:
             with errors.status(f"calibrating {idx.model_id}: editing copies of {originals} and embedding them…"):
                 used, report = measure(idx, originals, workdir)
+            grouping = dupes_threshold(idx)
         finally:
             if not keep:
                 shutil.rmtree(workdir, ignore_errors=True)
     console.print(f"recall at 90% precision {report.recall_at_90_precision:.3f}, µAP {report.micro_ap:.3f}",
                   highlight=False)
     console.print(f"stored threshold {used.describe()}", highlight=False)
+    if grouping.is_copy_score:
+        console.print(f"stored {grouping.describe()}: dupes groups by it", highlight=False)
     if keep:
         errors.print(f"data set kept in {workdir}", highlight=False)
