@@ -5,8 +5,10 @@ scikit-image / scikit-learn photos, hard edits (15 % crops, turns, mirror images
 the originals held out (their copies are negatives), and clip-art distractors. Needs the Debian packages
 plasma-workspace-wallpapers (large photos) and openclipart-png (clip-art).
 
-Each model's vectors are computed once (references with their region grid, queries with their dihedral variants)
-and cached in OUT/vectors-MODEL.npz; the methods (plain, +dihedral, +regions, +norm) are combinations of rows.
+Each model's vectors are computed once (references with their region grid, queries with their dihedral variants
+and their frame-less `trim` variant) and cached in OUT/vectors-MODEL.npz, OUT/trim-MODEL.npz and
+OUT/regions-MODEL.npz; the methods (plain, +dihedral, +trim, +regions, +norm) are combinations of rows.
+`sscd-distilled+dihedral+trim+regions+norm` is what `find_copies` does on an index with region variants.
 
     python benchmarks/copydetect_hard.py --out /tmp/hard --models sscd-distilled,sscd,efficientnet-lite0,pdq \
         --clipart 2000
@@ -79,6 +81,13 @@ def vectors(out: Path, data: CopyDetectionSet, model: str, regions: bool) -> dic
         owners, rows = embed_variants(data.queries, embedder, QUERY_DIHEDRAL)
         found.update(query_owners=owners, query=rows, query_seconds=time.perf_counter() - start)
         np.savez(cache, **found)
+    trim_cache = out / f"trim-{model}.npz"
+    if not trim_cache.exists():
+        embedder = embedder or load_embedder(model)
+        start = time.perf_counter()
+        owners, rows = embed_variants(data.queries, embedder, ("trim",))
+        np.savez(trim_cache, trim_owners=owners, trim=rows, trim_seconds=time.perf_counter() - start)
+    found.update(dict(np.load(trim_cache)))
     region_cache = out / f"regions-{model}.npz"
     if regions and not region_cache.exists():
         embedder = embedder or load_embedder(model)
@@ -90,24 +99,34 @@ def vectors(out: Path, data: CopyDetectionSet, model: str, regions: bool) -> dic
     return found
 
 
-def methods(data: CopyDetectionSet, model: str, v: dict) -> list[dict]:
+def methods(data: CopyDetectionSet, model: str, v: dict) -> list[tuple[str, np.ndarray]]:
+    """(method name, query × reference similarity) for every combination of query and reference variants."""
     first = np.r_[True, v["query_owners"][1:] != v["query_owners"][:-1]]
     plain_queries = (v["query_owners"][first], v["query"][first])
-    variants = {"": plain_queries, "+dihedral": (v["query_owners"], v["query"])}
+    with_trim = np.concatenate([v["query_owners"], v["trim_owners"]]), np.concatenate([v["query"], v["trim"]])
+    order = np.argsort(with_trim[0], kind="stable")
+    variants = {"": plain_queries, "+dihedral": (v["query_owners"], v["query"]),
+                "+dihedral+trim": (with_trim[0][order], with_trim[1][order])}
     refs = {"": (v["ref_owners"], v["ref"])}
     if "reg" in v:
         refs["+regions"] = (v["reg_owners"], v["reg"])
-    rows = []
-    for query_name, queries in variants.items():
-        for ref_name, references in refs.items():
-            similarity = best_similarity(queries, references)
-            for norm in ("", "+norm"):
-                scores = copy_scores(similarity, background(similarity)) if norm else similarity
-                top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
-                report = _report(model + query_name + ref_name + norm, data, top,
-                                 np.take_along_axis(scores, top, axis=1), None)
-                rows.append(report.as_dict())
-    return rows
+    return [(model + query_name + ref_name, best_similarity(queries, references))
+            for query_name, queries in variants.items() for ref_name, references in refs.items()]
+
+
+def table_row(data: CopyDetectionSet, name: str, similarity: np.ndarray) -> str:
+    top = np.argsort(-similarity, axis=1, kind="stable")[:, :10]
+    row = _report(name, data, top, np.take_along_axis(similarity, top, axis=1), None).as_dict()
+    fam = row["per_family"]
+    return (f"| {row['model']} | {row['micro_ap']:.3f} | {row['accuracy_at_1']:.3f} | "
+            f"{row['recall_at_90_precision']:.3f} | {row['threshold_at_90_precision'] or float('nan'):.3f} | "
+            f"{fam.get('crop-15', float('nan')):.2f} | {fam.get('rotate-90', float('nan')):.2f} | "
+            f"{fam.get('flip', float('nan')):.2f} | {fam.get('screenshot', float('nan')):.2f} | "
+            f"{fam.get('border', float('nan')):.2f} | {fam.get('combo', float('nan')):.2f} |")
+
+
+def with_norm(name: str, similarity: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    return [(name, similarity), (name + "+norm", copy_scores(similarity, background(similarity)))]
 
 
 def main() -> None:
@@ -137,21 +156,24 @@ def main() -> None:
                 np.savez(args.out / f"vectors-{model}.npz", **v)
     print(f"{len(data.references)} references, {len(data.queries)} queries, "
           f"{sum(t is None for t in data.truth)} negatives")
-    print("| method | µAP | acc@1 | recall@90%P | threshold@90%P | crop-15 acc@1 | rotate-90 | flip |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| method | µAP | acc@1 | recall@90%P | threshold@90%P | crop-15 acc@1 | rotate-90 | flip | screenshot "
+          "| border | combo |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    best: dict[str, np.ndarray] = {}
     for model in args.models.split(","):
         v = vectors(args.out, data, model, model in args.regions.split(","))
         images = len(data.references)
         print(f"<!-- {model}: {images / float(v['plain_seconds']):.1f} img/s plain; queries x{len(QUERY_DIHEDRAL)} "
               f"variants {float(v['query_seconds']):.0f} s; regions "
               f"{float(v['regions_seconds']) if 'regions_seconds' in v else 0:.0f} s -->")
-        for row in methods(data, model, v):
-            fam = row["per_family"]
-            print(f"| {row['model']} | {row['micro_ap']:.3f} | {row['accuracy_at_1']:.3f} | "
-                  f"{row['recall_at_90_precision']:.3f} | {row['threshold_at_90_precision'] or float('nan'):.3f} | "
-                  f"{fam.get('crop-15', float('nan')):.2f} | {fam.get('rotate-90', float('nan')):.2f} | "
-                  f"{fam.get('flip', float('nan')):.2f} |", flush=True)
-
+        for name, similarity in methods(data, model, v):
+            best[name] = similarity
+            for label, scores in with_norm(name, similarity):
+                print(table_row(data, label, scores), flush=True)
+    fused = [n for n in best if n.endswith("+dihedral+trim") and n.startswith("sscd")]
+    if len(fused) > 1:  # the two SSCD models averaged (each image embedded twice)
+        for label, scores in with_norm(" & ".join(fused), sum(best[n] for n in fused) / len(fused)):
+            print(table_row(data, label, scores), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -134,21 +134,29 @@ def main() -> None:
 
 
 def sweep(args, origin: dict[str, str]) -> None:
-    """Untimed: lookalike's dupes on the indexes just built, across thresholds (copy score too)."""
+    """Untimed: lookalike's dupes on the indexes just built, across cosine thresholds and, for copy models,
+    across copy-score thresholds (the default grouping, `threshold=None`). The keeper rule does not change the
+    groups, so the cheap file-facts rule is used."""
     from lookalike.api import Index
     from lookalike.dupes import find_duplicates
+    from lookalike.thresholds import copy_threshold_info
 
     os.environ.update(PIXEL_LIMIT)
-    print("\n| lookalike method | threshold | recall | precision photo pairs |\n|---|---|---|---|")
+    print("\n| lookalike method | threshold | recall | precision photo pairs | links |\n|---|---|---|---|---|")
     for method in [m for m in args.lookalike.split(",") if m]:
         with Index.open(db=args.out / f"index-{method}.db", create=False) as index:
+            runs = []
             for threshold in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85):
                 if method.startswith("pdq"):
                     threshold = 1 - 2 * round((1 - threshold) * 128) / 256
-                groups = find_duplicates(index, threshold=threshold)
+                runs.append((f"cosine {threshold:.3f}", {"threshold": threshold}))
+            if copy_threshold_info(method.split("+")[0], index.catalog) is not None:
+                runs += [(f"copy score {t:+.2f}", {"copy_threshold": t}) for t in (0.0, 0.02, 0.04, 0.06, 0.1)]
+            for label, options in runs:
+                groups = find_duplicates(index, keep=("resolution", "size"), **options)
                 recall, precision = score([[m.path for m in g.members] for g in groups], origin)
-                print(f"| {method} | {threshold:.3f} | {recall:.3f} | {precision:.2f} |", flush=True)
-
+                links = sum(len(g.links) for g in groups)
+                print(f"| {method} | {label} | {recall:.3f} | {precision:.3f} | {links} |", flush=True)
 
 if __name__ == "__main__":
     main()

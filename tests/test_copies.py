@@ -38,3 +38,20 @@ def test_best_per_image_keeps_each_images_best_variant():
     ids, best = best_per_image(owners, scores, positions, k=3)
     assert ids[0].tolist() == [7, 8, -1]
     assert np.allclose(best[0][:2], [0.95, 0.5])
+
+
+def test_frame_box_finds_a_border_and_a_screenshot_window_but_not_a_plain_photo(photos):
+    from lookalike.copies import frame_box
+    from lookalike.edits import EDIT_FAMILIES
+
+    photo = photos["astronaut"].convert("RGB")
+    rng = np.random.default_rng(0)
+    bordered = EDIT_FAMILIES["border"](photo, rng)
+    left, top, right, bottom = frame_box(bordered)
+    pad = (bordered.width - photo.width) // 2
+    assert abs(left - pad) <= 3 and abs(top - pad) <= 3 and abs(right - (pad + photo.width)) <= 3
+    shot = EDIT_FAMILIES["screenshot"](photo, rng)
+    left, top, right, bottom = frame_box(shot)
+    assert abs((right - left) - photo.width * 2 // 3) <= 6 and abs((bottom - top) - photo.height * 2 // 3) <= 6
+    assert frame_box(photo) is None and frame_box(photos["coffee"].convert("RGB")) is None
+    assert "trim" not in variant_images(photo, ("", "trim"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PIL import ImageOps
 
@@ -73,3 +74,29 @@ def test_dupes_and_copy_lookups_find_turned_and_mirrored_copies(folder, photos, 
         (folder / "china_turned.jpg").unlink()
         index.update()
         assert index.info().models["vectors"]["sscd-distilled"] == {"images": 8, "variants": 24}
+
+
+@pytest.mark.slow
+def test_copy_lookup_tells_a_tile_from_its_siblings_through_crops_and_screenshots(tmp_path):
+    """Tiles of one large photo share light and texture: a 15 % crop and a screenshot of one tile must still
+    rank that tile first, with a copy score above the sibling tiles'."""
+    from PIL import Image
+
+    from lookalike.edits import EDIT_FAMILIES
+    from lookalike.evalcopy import tiles
+
+    large = Image.open("/usr/share/wallpapers/Autumn/contents/images/1920x1080.jpg").convert("RGB")
+    root = tmp_path / "tiles"
+    root.mkdir()
+    parts = tiles(large)
+    for number, part in enumerate(parts):
+        part.save(root / f"tile{number}.jpg", quality=92)
+    rng = np.random.default_rng(1)
+    queries = [EDIT_FAMILIES["crop-15"](parts[4], rng), EDIT_FAMILIES["screenshot"](parts[1], rng),
+               EDIT_FAMILIES["border"](parts[2], rng)]
+    with Index.open(root, model="sscd-distilled", copy_extras=["dihedral", "regions"]) as index:
+        index.update()
+        found = index.find_copies(queries, k=3)
+    for result, wanted in zip(found, ("tile4.jpg", "tile1.jpg", "tile2.jpg"), strict=True):
+        assert result.matches[0].relative_path == wanted
+        assert result.matches[0].copy_score > result.matches[1].copy_score + 0.1

@@ -83,3 +83,54 @@ def test_calibrate_works_in_a_temporary_folder_and_stores_a_described_threshold(
     stored = json.loads(run("info", "--json", cwd=sample_folder).stdout)["threshold"]
     assert stored["source"] == "calibrated" and stored["images"] == 6
     assert 0 < stored["value"] < 1 and np.isfinite(stored["value"])
+
+
+@pytest.mark.slow
+def test_calibrate_stores_a_copy_score_threshold_that_dupes_groups_by(tmp_path, photos):
+    """Tiles of one large photo among other photos, and edited copies of two tiles: dupes' copy score pairs
+    each copy with its tile and no sibling; calibrate stores the copy-score threshold (with its source) and
+    dupes uses it."""
+    from PIL import Image
+
+    from lookalike.api import Index
+    from lookalike.dupes import find_duplicates
+    from lookalike.edits import EDIT_FAMILIES
+    from lookalike.evalcopy import tiles
+    from lookalike.models import sscd
+    from lookalike.thresholds import calibrate, dupes_threshold
+
+    try:
+        sscd.onnx_model_path("sscd-distilled", fetch=False)
+    except Exception:  # pragma: no cover - depends on the machine
+        pytest.skip(f"needs `{sscd.INSTALL_HINT}`")
+    folder, originals = tmp_path / "tiles", tmp_path / "originals"
+    folder.mkdir()
+    originals.mkdir()
+    parts = tiles(Image.open("/usr/share/wallpapers/Autumn/contents/images/1920x1080.jpg").convert("RGB"))
+    for number, part in enumerate(parts):
+        part.save(folder / f"tile{number}.jpg", quality=92)
+    rng = np.random.default_rng(0)
+    EDIT_FAMILIES["border"](parts[2], rng).save(folder / "tile2-border.jpg")
+    EDIT_FAMILIES["crop-50"](parts[4], rng).save(folder / "tile4-crop.jpg")
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "retina"):
+        photos[name].convert("RGB").save(originals / f"{name}.jpg")
+    for name, photo in photos.items():  # the rest of the collection: other photos
+        photo.convert("RGB").save(folder / f"other-{name}.jpg")
+
+    def pairs(index):
+        return {frozenset(m.relative_path for m in g.members) for g in find_duplicates(index, keep=("size",))}
+
+    expected = {frozenset({"tile2.jpg", "tile2-border.jpg"}), frozenset({"tile4.jpg", "tile4-crop.jpg"})}
+    with Index.open(folder, model="sscd-distilled", copy_extras=["dihedral"]) as index:
+        index.update()
+        assert dupes_threshold(index).describe() == "copy score 0.0400 (default for sscd-distilled)"
+        assert pairs(index) == expected
+        calibrate(index, originals, tmp_path / "work")
+        used = dupes_threshold(index)
+        assert used.is_copy_score and used.source == "calibrated" and used.images == 5
+        assert "sscd-distilled#copy" in index.catalog.get_meta("thresholds")
+        assert -1.0 <= used.value <= 1.0 and pairs(index) <= expected  # 5 originals: a coarse measurement
+        store_calibration(index.catalog, "sscd-distilled#copy", 0.8, images=5, at=1_764_000_000)
+        assert pairs(index) == set()  # no copy here scores 0.8 over its background: the stored value rules
+        assert reset_calibration(index.catalog, "sscd-distilled")
+        assert dupes_threshold(index).source == "default" and pairs(index) == expected

@@ -275,10 +275,11 @@ class Index(CollectionVerbs):
         return index_info(self)
 
     def threshold(self) -> ThresholdInfo:
-        """The near-duplicate threshold in use: the model's default or a calibrated one, and where it came from."""
-        from lookalike.thresholds import threshold_info
+        """The threshold `dupes` groups by (the copy model's copy score when the index holds one, else the main
+        model's cosine): its default or a calibrated one, and where it came from."""
+        from lookalike.thresholds import dupes_threshold
 
-        return threshold_info(self.model_id, self.catalog)
+        return dupes_threshold(self)
 
 
 def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None = None,  # noqa: A001

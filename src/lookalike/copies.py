@@ -6,7 +6,10 @@ whole picture for one global vector. A copy model can store, next to an image's 
   variants, a copy turned 270° is the original turned 90°, so these three cover mirror images and all three
   turns; PDQ stores all seven, they are free), and
 - regions: a grid of overlapping sub-images at one or two scales (`region:<scale>:<row>:<col>`), so a tight crop
-  meets a region of its original that it resembles.
+  meets a region of its original that it resembles, and
+- `trim`: the picture with its flat frame cut off (a border, a screenshot's window and margins), only when it
+  has one: SSCD sees a bordered copy as mostly frame, and flat frames look alike, so a white-framed screenshot
+  otherwise matches white-backed clip-art before its own original.
 A copy lookup ranks images by the best score over all their stored vectors (and, for a query, over the query's
 own dihedral variants). Costs are measured in docs/performance.md.
 """
@@ -28,6 +31,9 @@ DIHEDRAL = {
 }
 STORED_DIHEDRAL = ("hflip", "rot90", "rot180")
 QUERY_DIHEDRAL = ("", "hflip", "rot90", "rot180", "rot270")
+QUERY_KINDS = (*QUERY_DIHEDRAL, "trim")  # a copy lookup's query variants ('trim' only where there is a frame)
+FLAT = 6.0  # a frame row or column: pixel spread (std of 0-255 values) below this
+MIN_TRIM = 0.03  # a frame is worth a variant when it takes at least this share of a side
 REGION_SCALES = (0.5,)  # a 3x3 grid of half-size windows (stride a quarter): 9 regions per image
 EXTRAS = ("dihedral", "regions")
 
@@ -45,13 +51,50 @@ def region_boxes(width: int, height: int, scales: tuple[float, ...] = REGION_SCA
     return boxes
 
 
+def frame_box(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) inside the image's flat frame, or None when there is no frame worth cutting.
+    A frame is peeled from each edge in turn: flat rows (or columns) of the outermost one's colour, so a title
+    bar goes, then the window's margins, and a flat picture inside a frame of another colour stays."""
+    small = image.convert("RGB")
+    small.thumbnail((256, 256))
+    pixels = np.asarray(small, np.float32)
+    box = [0, 0, pixels.shape[1], pixels.shape[0]]  # left, top, right, bottom
+    changed = True
+    while changed and box[2] - box[0] > 8 and box[3] - box[1] > 8:
+        inside = pixels[box[1]:box[3], box[0]:box[2]]
+        rows, columns = inside, inside.transpose(1, 0, 2)
+        cuts = [_flat_run(columns), _flat_run(rows), _flat_run(columns[::-1]), _flat_run(rows[::-1])]
+        box = [box[0] + cuts[0], box[1] + cuts[1], box[2] - cuts[2], box[3] - cuts[3]]
+        changed = any(cuts)
+    height, width = pixels.shape[:2]
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    if min(box[2] - box[0], box[3] - box[1]) <= 8 or area > (1 - MIN_TRIM) * height * width:
+        return None
+    scale = image.width / width
+    return (round(box[0] * scale), round(box[1] * scale), round(box[2] * scale), round(box[3] * scale))
+
+
+def _flat_run(lines: np.ndarray) -> int:
+    """How many leading lines (rows of pixels) are flat and of the first line's colour, when the line after them
+    stands out from that colour (a frame's edge; a flat sky fading into a picture is no frame)."""
+    colours = lines.mean(axis=1)
+    flat = (lines.std(axis=1).max(axis=1) < FLAT) & (np.abs(colours - colours[0]).max(axis=1) < 2 * FLAT)
+    run = int(np.argmin(flat)) if not flat.all() else len(flat)
+    edge = colours[min(run + 1, len(lines) - 1)]
+    return run if run < len(lines) - 1 and np.abs(edge - colours[0]).max() >= 2 * FLAT else 0
+
+
 def variant_images(image: Image.Image, kinds: tuple[str, ...]) -> dict[str, Image.Image]:
-    """'' (the image itself), dihedral names and region names → the transformed image."""
+    """'' (the image itself), dihedral names, region names and 'trim' → the transformed image ('trim' is left
+    out when the image has no frame)."""
     out = {}
     regions = region_boxes(*image.size) if any(k.startswith("region:") for k in kinds) else {}
     for kind in kinds:
         if kind == "":
             out[kind] = image
+        elif kind == "trim":
+            if (box := frame_box(image)) is not None:
+                out[kind] = image.crop(box)
         elif kind in DIHEDRAL:
             out[kind] = image.transpose(DIHEDRAL[kind])
         else:
@@ -81,7 +124,8 @@ def variant_vectors(embedder, image: Image.Image, kinds: tuple[str, ...]) -> dic
         rest = tuple(k for k in kinds if k not in hashes)
         found = {k: hashes[k] for k in kinds if k in hashes}
         if rest:
-            found.update(zip(rest, embedder.embed_images(list(variant_images(image, rest).values())), strict=True))
+            images = variant_images(image, rest)
+            found.update(zip(images, embedder.embed_images(list(images.values())), strict=True))
         return found
     images = variant_images(image, kinds)
     return dict(zip(images, embedder.embed_images(list(images.values())), strict=True))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike.copies import QUERY_DIHEDRAL, best_per_image, extra_kinds, variant_images, variant_vectors
+from lookalike.copies import QUERY_KINDS, best_per_image, extra_kinds, variant_images, variant_vectors
 from lookalike.errors import ImageError, IndexUnusableError
 from lookalike.images import load_image
 from lookalike.models.registry import COPY_THRESHOLDS, canonical_model_id, load_embedder
@@ -141,16 +141,19 @@ def copy_vectors(index) -> tuple[str, np.ndarray, np.ndarray, CopyVectors] | Non
 
 
 def query_vectors(embedder, image) -> np.ndarray:
-    """A query image's own dihedral variants (a copy lookup finds mirrored and turned copies from either side)."""
-    kinds = QUERY_DIHEDRAL
+    """A query image's variants: its flips and turns (a copy lookup finds mirrored and turned copies from either
+    side) and, when it has a flat frame (a border, a screenshot's window), the picture inside it."""
     if embedder.id == "pdq":
-        return embedder.dihedral_vectors(image)
-    return embedder.embed_images(list(variant_images(image, kinds).values()))
+        trimmed = variant_images(image, ("trim",))
+        own = embedder.dihedral_vectors(image)
+        return np.concatenate([own, embedder.embed_images(list(trimmed.values()))]) if trimmed else own
+    return embedder.embed_images(list(variant_images(image, QUERY_KINDS).values()))
 
 
 def find_copies(index, images: list, k: int = 10, min_score: float | None = None) -> list:
     """Copy lookups: each query image (path, URL, bytes, PIL) against the copy model's vectors and variants,
-    with the query's own dihedral variants; results as `SearchResult`s (scores: the best cosine per image)."""
+    with the query's own variants (`query_vectors`); results as `SearchResult`s, ranked by the best cosine per
+    image, each with its copy score (the cosine minus β × the query's background, `copy_score`)."""
     from lookalike.api import Match, SearchResult
     from lookalike.images import open_query_image
 
@@ -202,12 +205,20 @@ def outside_backgrounds(searcher, matrix: np.ndarray, groups: list[list[int]], k
     return background
 
 
-def attach_copy_scores(groups, ids: np.ndarray, matrix: np.ndarray, searcher) -> None:
-    """Give each duplicate its copy score against its group's keeper: the pair's similarity minus β × the mean
-    of both images' best similarity outside the group."""
+def attach_copy_scores(groups, ids: np.ndarray, matrix: np.ndarray, searcher, offsets: np.ndarray | None = None
+                       ) -> None:
+    """Give each duplicate its copy score against its group's keeper: with the `offsets` dupes grouped by
+    (lookalike.dupes_grouping), the pair's cosine minus both; else the cosine minus β × the mean of both
+    images' best similarity outside the group."""
     if not groups:
         return
     position = {int(image_id): p for p, image_id in enumerate(ids)}
+    if offsets is not None:
+        for group in groups:
+            keeper = float(offsets[position[group.keeper.id]])
+            for member in group.others:
+                member.copy_score = member.score - keeper - float(offsets[position[member.id]])
+        return
     members = [[position[m.id] for m in group.members] for group in groups]
     background = outside_backgrounds(_ById(searcher, ids), matrix, members)
     for group in groups:

@@ -20,14 +20,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lookalike.dupes_grouping import Groups, candidate_pairs
+from lookalike.dupes_exact import _mark_exact, _oldest_twin, pixel_hash
+from lookalike.dupes_grouping import Groups, candidate_pairs, copy_score_pairs, neighbour_backgrounds
 from lookalike.dupes_images import RunImages
-from lookalike.errors import ImageError, LookalikeError
+from lookalike.errors import LookalikeError
 from lookalike.keeper import DEFAULT_KEEP, KEEP_RULES, jpeg_quality, metadata_key, order_members
 from lookalike.models.specs import thresholds_for
 
 RESCUE_FLOOR = 0.30  # with verification, candidates down to this cosine are checked with local features
 DUPES_CANDIDATES_PER_RESULT = 32  # near-duplicates top the PQ ranking: no need for the tuned top-10 pool
+# Copy-score grouping (copy models): a pair scores its cosine minus β/2 × each image's similarity to its
+# COPY_BACKGROUND_RANK-th neighbour, so sibling tiles and look-alikes of many images score low; pairs at or above
+# SURE_COPY cosine are copies whatever their background (an original with many copies), pairs under COPY_FLOOR
+# never (without verification): in a small collection two unrelated images can be each other's best match. Measured with
+# benchmarks/vs_immaculate.py's sweep (backgrounds at ranks 2-8, β 0.5-1: rank 3, β 1 best; docs/performance.md).
+COPY_BETA = 1.0
+COPY_BACKGROUND_RANK = 3
+SURE_COPY = 0.90
+COPY_FLOOR = 0.50
 SURE_SCORE = 0.98  # pairs this close need no geometric confirmation (and flat images have no features)
 
 
@@ -83,6 +93,7 @@ def find_duplicates(
     index,
     threshold: float | None = None,
     group_min_score: float | None = None,
+    copy_threshold: float | None = None,
     k: int = 20,
     keep: Sequence[str] = DEFAULT_KEEP,
     verify: bool = False,
@@ -95,22 +106,29 @@ def find_duplicates(
         if rule not in KEEP_RULES:
             raise LookalikeError(f"unknown keep rule '{rule}': choose from {', '.join(KEEP_RULES)}")
     model_id, ids, matrix, searcher = _dupes_vectors(index)
-    threshold = threshold if threshold is not None else default_threshold(
-        model_id, index.catalog.get_meta("thresholds"))
-    group_min_score = group_min_score if group_min_score is not None else threshold - 0.05
     if len(ids) < 2:
         return []
-    floor = min(threshold, RESCUE_FLOOR) if verify else threshold
+    copy_mode = _copy_mode(index, model_id, threshold, copy_threshold)
+    threshold = copy_mode if copy_mode is not None else threshold if threshold is not None else default_threshold(
+        model_id, index.catalog.get_meta("thresholds"))
+    group_min_score = group_min_score if group_min_score is not None else threshold - 0.05
+    cosine_floor = threshold if copy_mode is None else COPY_FLOOR
+    floor = min(cosine_floor, RESCUE_FLOOR) if verify else cosine_floor
     # Rescue candidates are verified one by one, so keep their number small: a few neighbours per image.
     pairs = candidate_pairs(searcher, matrix, ids, min(k, 5) if verify else k, floor,
                             candidates_per_result=DUPES_CANDIDATES_PER_RESULT)
+    pair_scores = {(a, b): s for s, a, b in pairs}
+    offsets = None
+    if copy_mode is not None:
+        offsets = COPY_BETA / 2 * neighbour_backgrounds(searcher, matrix, ids, COPY_BACKGROUND_RANK)
+        pairs = copy_score_pairs(pairs, offsets, SURE_COPY, COPY_FLOOR)
     images = RunImages(index, ids)
-    groups = Groups(matrix, {(a, b): s for s, a, b in pairs})
+    groups = Groups(matrix, pair_scores, offsets, SURE_COPY, COPY_FLOOR)
     refused: list[tuple[float, int, int]] = []
     for done, (score, a, b) in enumerate(pairs, 1):
         if score < threshold:  # a rescue candidate: only local features can admit it
-            if images.verify(a, b).verified:
-                groups.try_merge(a, b, min(group_min_score, RESCUE_FLOOR))
+            if verify and images.verify(a, b).verified:
+                groups.try_merge(a, b, min(group_min_score, RESCUE_FLOOR) if copy_mode is None else -1.0)
         elif not groups.try_merge(a, b, group_min_score) and groups.members(a) is not groups.members(b):
             refused.append((score, a, b))
         if progress is not None and verify:
@@ -126,9 +144,20 @@ def find_duplicates(
     _attach_links(index, ids, result, refused)
     from lookalike.copyindex import attach_copy_scores
 
-    attach_copy_scores(result, ids, matrix, searcher)
+    attach_copy_scores(result, ids, matrix, searcher, offsets)
     _mark_exact(index, result, details)
     return sorted(result, key=lambda g: (-len(g.others), g.keeper.relative_path))
+
+
+def _copy_mode(index, model_id: str, threshold, copy_threshold) -> float | None:
+    """The copy-score threshold when pairs are judged by their copy score: a copy model that has one, unless
+    a cosine `threshold` was asked for."""
+    from lookalike.thresholds import copy_threshold_info
+
+    info = copy_threshold_info(model_id, index.catalog) if threshold is None else None
+    if info is None:
+        return None
+    return copy_threshold if copy_threshold is not None else info.value
 
 
 def _dupes_vectors(index):
@@ -187,62 +216,9 @@ def _describe(index, ids, matrix, group, details, keep, images: RunImages, verif
     return DuplicateGroup(keeper, sorted(rest, key=lambda m: -m.score), reason)
 
 
-def _oldest_twin(ordered: list[Member], reason: str, image_of) -> tuple[Member, str]:
-    """Among files with the keeper's very pixels (copies, metadata edits: their size says nothing about
-    quality), keep the oldest, then the one with the shortest path."""
-    from lookalike.compare import pixel_md5
-
-    keeper = ordered[0]
-    same_size = [m for m in ordered[1:] if (m.width, m.height) == (keeper.width, keeper.height)]
-    if not same_size or image_of(keeper) is None:
-        return keeper, reason
-    pixels = pixel_md5(image_of(keeper))
-    twins = [keeper, *(m for m in same_size if image_of(m) is not None and pixel_md5(image_of(m)) == pixels)]
-    if len(twins) == 1:
-        return keeper, reason
-    oldest = min(twins, key=lambda m: (m.mtime_ns, m.relative_path.count("/"), len(m.relative_path),
-                                       m.relative_path))
-    if oldest is keeper:
-        return keeper, f"{reason}; the oldest of {len(twins)} files with identical pixels"
-    derived = [part for part in reason.split("; ") if part.startswith("the others include")]
-    return oldest, "; ".join([*derived, f"the oldest of {len(twins)} files with identical pixels"])
-
-
 def keeper_key(member: Member, keep: Sequence[str]) -> tuple:
     """Sort key from file facts alone: the first member under it is the best copy."""
     return metadata_key(member, keep)
-
-
-def pixel_hash(source) -> str | None:
-    """MD5 of the decoded pixels of a path or of encoded bytes (None when unreadable)."""
-    from lookalike.compare import pixel_md5
-    from lookalike.images import load_image
-
-    try:
-        return pixel_md5(load_image(source))
-    except ImageError:
-        return None
-
-
-def _mark_exact(index, groups: list[DuplicateGroup], details) -> None:
-    """Identical decoded pixels = exact duplicate, whatever the metadata. Hashes are computed once and stored."""
-    new_hashes = {}
-
-    def hash_of(member: Member) -> str | None:
-        stored = details[member.id].pixel_hash
-        if stored is None and member.id not in new_hashes:
-            new_hashes[member.id] = pixel_hash(index.read(member.relative_path))
-        return stored or new_hashes[member.id]
-
-    for group in groups:
-        keeper_hash = details[group.keeper.id].content_hash
-        for member in group.others:
-            if details[member.id].content_hash == keeper_hash:  # byte-identical files
-                member.exact = True
-            elif member.score >= 0.99 and (member.width, member.height) == (group.keeper.width, group.keeper.height):
-                member.exact = hash_of(member) is not None and hash_of(member) == hash_of(group.keeper)
-    if new_hashes:
-        index.catalog.set_pixel_hashes({i: h for i, h in new_hashes.items() if h})
 
 
 def find_in_index(index, folder: str | os.PathLike, threshold: float | None = None,
@@ -270,4 +246,4 @@ from lookalike.dupes_report import REPORT_CSS, thumbnail_data_uri, write_csv, wr
 from lookalike.moves import apply_actions  # noqa: E402
 
 __all__ = ["DuplicateGroup", "Member", "REPORT_CSS", "apply_actions", "find_duplicates", "find_in_index",
-           "keeper_key", "thumbnail_data_uri", "write_csv", "write_html_report"]
+           "keeper_key", "pixel_hash", "thumbnail_data_uri", "write_csv", "write_html_report"]

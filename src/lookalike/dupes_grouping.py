@@ -28,11 +28,43 @@ def candidate_pairs(vectors, matrix: np.ndarray, ids: np.ndarray, k: int, floor:
     return sorted(((s, a, b) for (a, b), s in pairs.items()), reverse=True)
 
 
-class Groups:
-    """Union of positions under a complete-linkage constraint checked on the stored vectors."""
+def neighbour_backgrounds(vectors, matrix: np.ndarray, ids: np.ndarray, rank: int, chunk: int = 4096
+                          ) -> np.ndarray:
+    """Per position: its similarity to its `rank`-th nearest other image (the copy score's background)."""
+    found = np.zeros(len(ids), np.float32)
+    for start in range(0, len(ids), chunk):
+        result = vectors.search(matrix[start:start + chunk].astype(np.float32), rank + 1)
+        positions = np.searchsorted(ids, result.ids)
+        for row, (cols, scores) in enumerate(zip(positions, result.scores, strict=True)):
+            others = [float(s) for b, s in zip(cols, scores, strict=True) if b != start + row and np.isfinite(s)]
+            found[start + row] = others[rank - 1] if len(others) >= rank else (others[-1] if others else 0.0)
+    return found
 
-    def __init__(self, matrix: np.ndarray, pair_scores: dict[tuple[int, int], float] | None = None) -> None:
-        self.matrix = matrix
+
+def copy_scores(cosines: np.ndarray, offsets_a: np.ndarray, offsets_b: np.ndarray, sure: float, floor: float
+                ) -> np.ndarray:
+    """Copy scores of pairs: cosine − both offsets; 1.0 at or above the `sure` cosine (a copy whatever its
+    background), −1.0 below the `floor` cosine (two images that are merely each other's best look-alikes)."""
+    return np.where(cosines >= sure, 1.0, np.where(cosines < floor, -1.0, cosines - offsets_a - offsets_b))
+
+
+def copy_score_pairs(pairs: list[tuple[float, int, int]], offsets: np.ndarray, sure: float, floor: float
+                     ) -> list[tuple[float, int, int]]:
+    """(copy score, a, b) of (cosine, a, b) pairs, best first (`copy_scores`)."""
+    if not pairs:
+        return []
+    cosines, a, b = (np.asarray(column) for column in zip(*pairs, strict=True))
+    scored = copy_scores(cosines, offsets[a], offsets[b], sure, floor)
+    return sorted(zip(scored.tolist(), a.tolist(), b.tolist(), strict=True), reverse=True)
+
+
+class Groups:
+    """Union of positions under a complete-linkage constraint checked on the stored vectors; with `offsets`
+    (per position), on copy scores (`copy_scores`)."""
+
+    def __init__(self, matrix: np.ndarray, pair_scores: dict[tuple[int, int], float] | None = None,
+                 offsets: np.ndarray | None = None, sure: float = 1.0, floor: float = -1.0) -> None:
+        self.matrix, self.offsets, self.sure, self.floor = matrix, offsets, sure, floor
         self.pair_scores = pair_scores or {}  # found through copy variants: may beat the own-vector cosine
         self.group_of: dict[int, list[int]] = {}
 
@@ -48,6 +80,9 @@ class Groups:
             for i, x in enumerate(group_a):
                 for j, y in enumerate(group_b):
                     cross[i, j] = max(cross[i, j], self.pair_scores.get((min(x, y), max(x, y)), -1.0))
+        if self.offsets is not None:
+            cross = copy_scores(cross, self.offsets[group_a][:, None], self.offsets[group_b][None, :], self.sure,
+                                self.floor)
         if cross.min() < min_score:
             return False
         merged = group_a + group_b

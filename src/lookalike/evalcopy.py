@@ -6,7 +6,9 @@ thousands of clip-art images crowd the database; 15 % crops, turns, mirror image
 edits are the queries, and a fifth of the originals are held out so their copies are negatives.
 
 A method is a model name plus options: `sscd+dihedral` (the query's flips and turns, best score per
-reference), `+regions` (references also as a grid of half-size regions), `+norm` (the copy score below).
+reference), `+trim` (also the query without its flat frame, if it has one), `+regions` (references also as a
+grid of half-size regions), `+norm` (the copy score below). `find_copies` does sscd+dihedral+trim+norm, with
++regions when the index stores them.
 
 Copy score (the SSCD paper's score normalisation, §3.3, with the collection itself as the background set):
 s(q, r) - β · b(q), where b(q) is the query's similarity to its second-best reference, β = 0.75. A query that
@@ -122,7 +124,7 @@ def copy_scores(similarity: np.ndarray, query_background: np.ndarray, beta: floa
 
 
 def evaluate_method(dataset: CopyDetectionSet, method: str, k: int = 10) -> ModelReport:
-    """`method` = model[+dihedral][+regions][+norm]; returns the same report as `evaluate_model`."""
+    """`method` = model[+dihedral][+trim][+regions][+norm]; returns the same report as `evaluate_model`."""
     import time
 
     from lookalike.models.registry import load_embedder
@@ -131,7 +133,7 @@ def evaluate_method(dataset: CopyDetectionSet, method: str, k: int = 10) -> Mode
     embedder = load_embedder(model)
     start = time.perf_counter()
     reference_kinds = ("", *(extra_kinds(model, ("regions",)) if "regions" in options else ()))
-    query_kinds = QUERY_DIHEDRAL if "dihedral" in options else ("",)
+    query_kinds = (*(QUERY_DIHEDRAL if "dihedral" in options else ("",)), *(("trim",) if "trim" in options else ()))
     references = embed_variants(dataset.references, embedder, reference_kinds)
     queries = embed_variants(dataset.queries, embedder, query_kinds)
     speed = (len(dataset.references) + len(dataset.queries)) / (time.perf_counter() - start)
@@ -141,3 +143,38 @@ def evaluate_method(dataset: CopyDetectionSet, method: str, k: int = 10) -> Mode
     k = min(k, len(dataset.references))
     top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
     return _report(method, dataset, top, np.take_along_axis(similarity, top, axis=1), speed)
+
+
+def dupes_copy_threshold(dataset: CopyDetectionSet, embedder, precision: float = 0.95, per_original: int = 2,
+                         seed: int = 0) -> tuple[float, float] | None:
+    """(copy-score threshold, recall) of `dupes` on a collection made of `dataset`'s references and
+    `per_original` of each original's edited copies (a collection holds a few copies of a photo, not every
+    edit): the lowest threshold whose accepted pairs are ≥ `precision` right, recall over (copy, original)
+    pairs. None when no threshold reaches that precision. Scores as `find_duplicates` computes them."""
+    from lookalike.copies import STORED_DIHEDRAL
+    from lookalike.dupes import COPY_BACKGROUND_RANK, COPY_BETA, COPY_FLOOR, SURE_COPY
+    from lookalike.dupes_grouping import copy_scores
+
+    per_block = len(set(dataset.families))  # generate_copy_detection_set writes every family per original
+    rng = np.random.default_rng(seed)
+    chosen = [start + int(i) for start in range(0, len(dataset.queries), per_block)
+              for i in rng.choice(min(per_block, len(dataset.queries) - start), per_original, replace=False)]
+    files = [*dataset.references, *(dataset.queries[i] for i in chosen)]
+    origin = [p.stem for p in dataset.references] + [dataset.truth[i] or f"held-out {i // per_block}" for i in chosen]
+    own = embed_variants(files, embedder, ("",))
+    similarity = best_similarity(own, embed_variants(files, embedder, ("", *STORED_DIHEDRAL)))
+    similarity = np.maximum(similarity, similarity.T)
+    np.fill_diagonal(similarity, -np.inf)
+    ranked = -np.sort(-similarity, axis=1)
+    offsets = COPY_BETA / 2 * ranked[:, min(COPY_BACKGROUND_RANK, len(files) - 1) - 1]
+    a, b = np.triu_indices(len(files), 1)
+    scores = copy_scores(similarity[a, b], offsets[a], offsets[b], SURE_COPY, COPY_FLOOR)
+    right = np.array([origin[i] == origin[j] for i, j in zip(a, b, strict=True)])
+    wanted = right & (a < len(dataset.references))  # (original, copy) pairs
+    order = np.argsort(-scores, kind="stable")
+    precisions = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(precisions >= precision)
+    if not len(ok) or not wanted.any():
+        return None
+    last = ok[-1]
+    return float(scores[order][last]), float(wanted[order][:last + 1].sum() / wanted.sum())

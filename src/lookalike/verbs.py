@@ -117,8 +117,10 @@ class CollectionVerbs:
         """Two images under this index's model, with its verdict bands (the calibrated `dupes` threshold when
         there is one), beside what file, pixel and perceptual hashes say (see `lookalike.compare`)."""
         from lookalike.compare import compare_images
+        from lookalike.thresholds import threshold_info
 
-        return compare_images(a, b, self.embedder, verify=verify, near_duplicate_at=self.threshold().value)
+        near = threshold_info(self.model_id, self.catalog).value  # the main model's cosine, calibrated or default
+        return compare_images(a, b, self.embedder, verify=verify, near_duplicate_at=near)
 
     def find_copies(self, images: list, k: int = 10, min_score: float | None = None) -> list[SearchResult]:
         """Originals of edited copies: the copy model (sscd, pdq, …) with flips, turns and stored variants."""

@@ -43,7 +43,7 @@ def dupes(
 ) -> None:
     """Find exact and near-duplicate images, suggest which to keep (and why), and optionally move or link them."""
     from lookalike.api import Index
-    from lookalike.dupes import apply_actions, find_duplicates, find_in_index, write_csv, write_html_report
+    from lookalike.dupes import apply_actions, find_in_index, write_csv, write_html_report
 
     if undo is not None:
         from lookalike.moves import undo_moves
@@ -56,9 +56,8 @@ def dupes(
             _print_cross_set(find_in_index(idx, against, threshold), as_json)
             return
         with _progress(as_json) as progress:
-            groups = find_duplicates(idx, threshold=threshold, group_min_score=group_min_score, verify=verify,
-                                     keep=[rule.strip() for rule in keep.split(",") if rule.strip()],
-                                     progress=progress)
+            groups = idx.duplicates(threshold=threshold, group_min_score=group_min_score, verify=verify,
+                                    keep=[rule.strip() for rule in keep.split(",") if rule.strip()], progress=progress)
         used = idx.threshold() if threshold is None else None
         root = idx.root
         if html:

@@ -174,11 +174,14 @@ def calibrate(
         try:
             with errors.status(f"calibrating {idx.model_id}: editing copies of {originals} and embedding them…"):
                 used, report = measure(idx, originals, workdir)
+            grouping = idx.threshold()
         finally:
             if not keep:
                 shutil.rmtree(workdir, ignore_errors=True)
     console.print(f"recall at 90% precision {report.recall_at_90_precision:.3f}, µAP {report.micro_ap:.3f}",
                   highlight=False)
     console.print(f"stored threshold {used.describe()}", highlight=False)
+    if grouping.is_copy_score:
+        console.print(f"stored {grouping.describe()}: dupes groups by it", highlight=False)
     if keep:
         errors.print(f"data set kept in {workdir}", highlight=False)

@@ -194,7 +194,8 @@ def models(as_json: JsonOption = False) -> None:
         table.add_column(column)
     for spec in SPECS:
         values = spec.thresholds
-        table.add_row(spec.name, spec.summary, f"{values.dupes:.4g}", f"{values.examples:.4g}",
+        dupes = f"{values.dupes:.4g}" + (f", copy score {values.copy_score:.4g}" if values.copy_score else "")
+        table.add_row(spec.name, spec.summary, dupes, f"{values.examples:.4g}",
                       "" if values.prompts is None else f"{values.prompts:.4g}")
     console.print(table)
     console.print("Any other Hugging Face id or checkpoint folder works too, with generic thresholds "
