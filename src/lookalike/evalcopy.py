@@ -28,7 +28,8 @@ import numpy as np
 
 from lookalike.copies import QUERY_DIHEDRAL, extra_kinds, variant_vectors
 from lookalike.edits import EDIT_FAMILIES
-from lookalike.evaluate import CopyDetectionSet, ModelReport, _new_metadata, _report
+from lookalike.evalsets import CopyDetectionSet, fresh_metadata
+from lookalike.evaluate import ModelReport, _report
 from lookalike.images import load_image, scan
 
 HARD_FAMILIES = ("crop-15", "crop-50", "rotate-90", "flip", "screenshot", "combo", "resize-25", "blur",
@@ -69,7 +70,7 @@ def build_hard_set(photos: list[Path], out: Path, clipart: list[Path], seed: int
             image.save(references[-1], quality=92)
         for family in rng.choice(HARD_FAMILIES, per_original, replace=False):
             query = out / "queries" / f"Q{len(queries):06d}-{family}.png"
-            EDIT_FAMILIES[str(family)](image, rng).save(query, pnginfo=_new_metadata())
+            EDIT_FAMILIES[str(family)](image, rng).save(query, pnginfo=fresh_metadata())
             queries.append(query)
             truth.append(None if number in held_out else name)
             families.append(str(family))
