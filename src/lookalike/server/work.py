@@ -12,22 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from lookalike.models.base import Embedder
 from lookalike.server.safety import RequestRejected
 
 Progress = Callable[[int, int], None]
 
 
+MAX_BATCH = 16  # inputs per model call at most; a batch of 8 or more also re-opens ONNX with pre-packed weights
+
+
 def default_workers() -> int:
-    """Two per core: decoding releases the GIL, and the model runtimes use every core for one image already
-    (batching concurrent uploads into one model call was tried: no gain for efficientnet-lite0 on 2 cores)."""
-    return max(2, min(8, 2 * (os.cpu_count() or 2)))
+    """Two per core for decoding (it releases the GIL), plus room for a full model batch: a worker waiting for
+    its row of a batch holds a thread but no core, and batches can only grow as large as the waiting workers."""
+    return max(2, min(8, 2 * (os.cpu_count() or 2))) + MAX_BATCH
 
 
 class WorkerPool:
@@ -52,6 +59,88 @@ class WorkerPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ModelBatcher:
+    """Dynamic micro-batching: callers queue a prepared model input and wait for their row; one model thread
+    takes everything waiting (up to `max_batch`, with no added wait when the queue is empty) and runs it as one
+    batch. `turn` is held for each batch, so any other model call (text, categories) takes the same lock."""
+
+    def __init__(self, embed_prepared: Callable[[np.ndarray], np.ndarray], max_batch: int = MAX_BATCH) -> None:
+        self.turn = threading.Lock()
+        self.max_batch = max_batch
+        self.batches: list[int] = []  # sizes of the last batches run (for tests and benchmarks)
+        self._embed = embed_prepared
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, prepared: np.ndarray) -> Future:
+        """A future for `prepared`'s embedding row."""
+        future: Future = Future()
+        self._queue.put((prepared, future))
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="lookalike-model", daemon=True)
+                self._thread.start()
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            waiting = [self._queue.get()]
+            while len(waiting) < self.max_batch:
+                try:
+                    waiting.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in waiting
+            self._run([item for item in waiting if item is not None])
+            if stop:
+                return
+
+    def _run(self, waiting: list[tuple[np.ndarray, Future]]) -> None:
+        by_shape: dict[tuple, list[tuple[np.ndarray, Future]]] = {}
+        for item in waiting:
+            by_shape.setdefault(item[0].shape, []).append(item)
+        for items in by_shape.values():
+            try:
+                with self.turn:
+                    rows = self._embed(np.stack([prepared for prepared, _ in items]))
+            except BaseException as exc:  # every caller of the batch hears why
+                for _, future in items:
+                    future.set_exception(exc)
+                continue
+            self.batches = [*self.batches[-99:], len(items)]
+            for (_, future), row in zip(items, rows, strict=True):
+                future.set_result(row)
+
+    def shutdown(self) -> None:
+        self._queue.put(None)
+
+
+class BatchedEmbedder:
+    """The index's embedder as the server uses it: images go through the batcher (prepared in the calling
+    thread), every other model call takes the batcher's turn; everything else is the embedder's own."""
+
+    def __init__(self, embedder: Embedder, batcher: ModelBatcher) -> None:
+        self._embedder = embedder
+        self.batcher = batcher
+        self.id, self.dim, self.modalities = embedder.id, embedder.dim, embedder.modalities
+        self.draft_size = embedder.draft_size
+        self.prepare, self.preprocessing = embedder.prepare, embedder.preprocessing
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        return np.stack([future.result() for future in [self.batcher.submit(row) for row in batch]])
+
+    def embed_images(self, images: list) -> np.ndarray:
+        futures = [self.batcher.submit(self._embedder.prepare(image)) for image in images]
+        if not futures:
+            return np.zeros((0, self._embedder.dim), np.float32)
+        return np.stack([future.result() for future in futures])
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        with self.batcher.turn:
+            return self._embedder.embed_texts(texts)
 
 
 @dataclass
