@@ -73,7 +73,7 @@ def test_requests_waiting_together_run_as_one_batch_with_the_single_image_vector
             gate.wait(10)
         return efficientnet.embed_prepared(batch)
 
-    batcher = ModelBatcher(embed_prepared, max_batch=8)
+    batcher = ModelBatcher(embed_prepared, max_batch=8, streams=1)
     model = BatchedEmbedder(efficientnet, batcher)
     with ThreadPoolExecutor(len(images)) as threads:
         first = threads.submit(model.embed_images, images[:1])
@@ -87,6 +87,21 @@ def test_requests_waiting_together_run_as_one_batch_with_the_single_image_vector
     assert calls == [1, 8, 3]  # everything waiting, up to max_batch, and no waiting for more
     cosines = np.sum(batched * single, axis=1) / np.linalg.norm(batched, axis=1) / np.linalg.norm(single, axis=1)
     assert cosines.min() >= 0.9999
+    batcher.shutdown()
+
+
+def test_two_model_streams_run_batches_side_by_side_and_text_takes_a_turn():
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def embed_prepared(batch):  # returns only once the other stream is inside too
+        both_inside.wait()
+        return batch * 2
+
+    batcher = ModelBatcher(embed_prepared, max_batch=1, streams=2)
+    futures = [batcher.submit(np.full(3, n, np.float32)) for n in range(4)]
+    assert sorted(float(f.result(10)[0]) for f in futures) == [0, 2, 4, 6]
+    with batcher.turn, batcher.turn:  # both slots taken: no third model call can start
+        assert not batcher.turn.acquire(blocking=False)
     batcher.shutdown()
 
 
