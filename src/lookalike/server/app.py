@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +24,7 @@ from lookalike.server import schemas
 from lookalike.server.docs import add_offline_docs
 from lookalike.server.guard import B64TOKEN, LOOPBACK_NAMES, Guard, GuardSettings
 from lookalike.server.library import library_routes
+from lookalike.server.library import refresh as refresh_index
 from lookalike.server.routes import Context, collection_routes, search_routes
 from lookalike.server.safety import DEFAULT_PIXEL_LIMIT, DEFAULT_UPLOAD_LIMIT, RequestRejected
 from lookalike.server.work import Jobs, WorkerPool
@@ -88,7 +89,7 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
     app.add_middleware(Guard, settings=GuardSettings(token, hosts, upload_limit))
     _error_handlers(app)
     security = [_bearer_scheme()] if token else []
-    for router in (search_routes(ctx), collection_routes(ctx), library_routes(ctx)):
+    for router in (search_routes(ctx), collection_routes(ctx), library_routes(ctx), _refresh_route(ctx)):
         app.include_router(router, responses=ERRORS, dependencies=security)
     add_offline_docs(app)
 
@@ -102,6 +103,19 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _refresh_route(ctx: Context) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/api/index/refresh", status_code=202, response_model=schemas.Job)
+    async def refresh() -> JSONResponse:
+        """Re-scan the folder and index new, changed and removed files: a background job (poll its `url` for
+        progress and the counts); searches keep answering from the previous state until it commits."""
+        job = ctx.jobs.start("refresh", lambda progress: refresh_index(ctx, progress), key="refresh")
+        return JSONResponse(job.as_dict(), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+    return router
 
 
 def _bearer_scheme():

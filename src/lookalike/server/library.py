@@ -92,7 +92,7 @@ def apply_moves(ctx, plan: schemas.MovePlan, progress) -> dict:
     if unknown:
         raise RequestRejected(404, f"no image with id {unknown[0]} in the index; reload the review")
     batch, moved = move_to_trash(root, [paths[i] for i in plan.move], [paths[i] for i in plan.keep])
-    _reindex(ctx, progress)
+    refresh(ctx, progress)
     ids = {paths[i]: i for i in plan.move}
     return {"batch": batch, "manifest": f".lookalike-trash/{batch}/manifest.json",
             "moved": [{"id": ids[m.relative_path], **{k: json_text(v) for k, v in m.as_dict().items()}}
@@ -103,13 +103,18 @@ def undo_moves(ctx, batch: str, progress) -> dict:
     from lookalike.trash import undo
 
     restored = undo(_local_root(ctx), batch)
-    _reindex(ctx, progress)
+    refresh(ctx, progress)
     return {"batch": batch, "restored": [json_text(p) for p in restored]}
 
 
-def _reindex(ctx, progress) -> None:
-    with ctx.lock:
-        ctx.index.update(progress=progress)
+def refresh(ctx, progress=None) -> dict:
+    """Re-scan the folder and index what changed, on a catalog connection of its own and never under the
+    server's lock: searches keep answering from the committed state (SQLite WAL) until each batch commits, and
+    the search structure reloads when the catalog's generation moves."""
+    with ctx.reader() as writer:
+        report = writer.update(progress=progress).as_dict()
+    report["skipped"] = [{**skip, "path": json_text(skip["path"])} for skip in report["skipped"]]
+    return report
 
 
 def library_routes(ctx) -> APIRouter:

@@ -19,7 +19,8 @@ from lookalike.names import json_text
 from lookalike.rerank import pool_size, verify_matches
 from lookalike.server import schemas
 from lookalike.server.safety import RequestRejected, fetch
-from lookalike.server.work import BatchedEmbedder, Jobs, ModelBatcher, WorkerPool
+from lookalike.server.work import BatchedEmbedder, Jobs, WorkerPool
+from lookalike.store.catalog import Catalog
 
 ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="An image id from a search result.")]
 TopK = Annotated[int, Query(ge=1, le=500)]
@@ -38,17 +39,12 @@ class Context:
     lock: threading.RLock = field(default_factory=threading.RLock)
     state: dict = field(default_factory=dict)
     _model: BatchedEmbedder | None = field(default=None, init=False, repr=False)
-    _model_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def model(self) -> BatchedEmbedder:
-        """The index's embedder behind one model thread that batches concurrent requests (`work.py`): the
-        runtimes already use every core for one image, so model calls never run side by side (50 upload clients
-        oversubscribed them: 19.7 uploads/s vs 28.3 in series); decoding and preparing stay parallel."""
-        with self._model_lock:
-            if self._model is None:
-                embedder = self.index.embedder
-                self._model = BatchedEmbedder(embedder, ModelBatcher(embedder.embed_prepared))
+        """The index's embedder behind model threads that batch concurrent requests (see `work.py`)."""
+        with self.lock:
+            self._model = self._model or BatchedEmbedder(self.index.embedder)
             return self._model
 
     def close(self) -> None:
@@ -85,9 +81,7 @@ class Context:
 
     @contextmanager
     def reader(self):
-        """An Index on its own catalog connection, for jobs that must not hold the server's lock."""
-        from lookalike.store.catalog import Catalog
-
+        """An Index on its own catalog connection, for jobs that must not hold the server's lock (also writers)."""
         view = Index(self.index.db_file, self.index.source.location, Catalog(self.index.db_file),
                      self.index.model_id)
         view._embedder = self.index.embedder

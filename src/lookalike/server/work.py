@@ -129,9 +129,9 @@ class BatchedEmbedder:
     """The index's embedder as the server uses it: images go through the batcher (prepared in the calling
     thread), every other model call takes the batcher's turn; everything else is the embedder's own."""
 
-    def __init__(self, embedder: Embedder, batcher: ModelBatcher) -> None:
+    def __init__(self, embedder: Embedder, batcher: ModelBatcher | None = None) -> None:
         self._embedder = embedder
-        self.batcher = batcher
+        self.batcher = batcher or ModelBatcher(embedder.embed_prepared)
         self.id, self.dim, self.modalities = embedder.id, embedder.dim, embedder.modalities
         self.draft_size = embedder.draft_size
         self.prepare, self.preprocessing = embedder.prepare, embedder.preprocessing
