@@ -29,14 +29,15 @@ Progress = Callable[[int, int], None]
 
 
 # Measured with efficientnet-lite0 (ONNX fp32, pre-packed) on this 2-core machine, CPU time per image: 11 ms in
-# batches of 1-4, 13 ms in batches of 8, 16 ms in batches of 16; and one model call at a time keeps the cores
-# only ~60 % busy (18 ms wall per image at batch 1), while two calls side by side roughly doubled images/s.
+# batches of 1-4, 13 ms in batches of 8, 16 ms in batches of 16, so batches stay small. Two model threads side by
+# side ran more images/s alone, but in the server (load average 11-16) they starved the event loop: /api/health
+# p50 51-134 ms under 50 upload clients vs 14 ms with one model call at a time, and fewer uploads/s.
 MAX_BATCH = 4  # inputs per model call at most
-MODEL_STREAMS = 2  # model calls that may run side by side
+MODEL_STREAMS = 1  # model calls that may run side by side
 
 
 def default_workers() -> int:
-    """Two per core for decoding (it releases the GIL), plus room for a full model batch: a worker waiting for
+    """Two per core for decoding (it releases the GIL), plus room for full model batches: a worker waiting for
     its row of a batch holds a thread but no core, and batches can only grow as large as the waiting workers."""
     return max(2, min(8, 2 * (os.cpu_count() or 2))) + MODEL_STREAMS * MAX_BATCH
 
