@@ -25,8 +25,10 @@ def _digests(folder: Path) -> dict[Path, str]:
 
 
 def _apply(folder: Path) -> subprocess.Popen:
-    return subprocess.Popen([*LOOKALIKE, "dupes", "--move-to", str(folder / "trash"), "--apply"], cwd=folder, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """The real command; keepers by file facts (the geometry rules cost seconds a run and are not what is tested)."""
+    command = ["dupes", "--move-to", str(folder / "trash"), "--apply", "--keep", "resolution,size,oldest"]
+    return subprocess.Popen([*LOOKALIKE, *command], cwd=folder, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def _journal(folder: Path) -> Path | None:
