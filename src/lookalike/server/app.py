@@ -2,7 +2,8 @@
 
 The model is loaded once and kept warm. Requests pass the guard (`guard.py`: Host/Origin, token, body size)
 before anything reads their body; routes (`routes.py`) run their work in a bounded pool (`work.py`). The
-index is re-read whenever `lookalike index` changed it, so new images appear without a restart.
+index is re-read whenever `lookalike index` changed it, so new images appear without a restart;
+`POST /api/index/refresh` re-scans the folder as a background job while searches go on.
 """
 
 from __future__ import annotations
