@@ -99,3 +99,21 @@ def test_keeper_is_the_original_in_a_library_of_edited_copies(tmp_path, photos):
     named = [path for path, note in edits if note.split(" copy of")[0] == {
         "crop": "cropped", "border": "framed", "caption": "overlaid"}[path.rsplit("_", 1)[1].split(".")[0]]]
     assert len(named) >= 0.9 * len(edits)  # each copy says what it is
+
+
+@pytest.mark.slow
+def test_a_group_joined_through_screenshot_chrome_keeps_the_original_of_the_larger_family(tmp_path, photos):
+    """The real miss of benchmarks/keeper_library.py --verify: the two screenshots share their window, so grass's
+    screenshot and border copy join gravel's group; grass's screenshot, derived from nothing in the group and the
+    biggest image, was kept. The keeper must come from the family most members derive from: gravel's."""
+    write_library(tmp_path / "library", photos)
+    names = ["grass_screenshot.png", "gravel_screenshot.png", "grass_border.jpg", "gravel_border.jpg",
+             "gravel_caption.jpg", "gravel_resaved.jpg", "gravel_crop_upscaled.jpg", "gravel_crop.jpg"]
+    paths = {name: tmp_path / "library" / "copies" / name for name in names} | {
+        "gravel.jpg": tmp_path / "library" / "gravel.jpg"}
+    ordered, reason, notes = _order({name: (Image.open(path).convert("RGB"), jpeg_quality(path))
+                                     for name, path in paths.items()})
+    assert ordered[0].relative_path == "gravel.jpg", (reason, notes)
+    assert notes["gravel_border.jpg"] == "framed copy of gravel.jpg"
+    assert notes["gravel_crop.jpg"] == "cropped copy of gravel.jpg"
+    assert not notes["grass_screenshot.png"].endswith("gravel.jpg")  # not a copy of gravel

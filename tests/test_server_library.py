@@ -1,6 +1,7 @@
 """The web app's collection routes with the real app (TestClient): the paged gallery and its folders."""
 
 import shutil
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -24,6 +25,21 @@ def shared(tmp_path_factory, sample_folder_template):
     yield from _serve(tmp_path_factory.mktemp("library") / "photos", sample_folder_template, "phash")
 
 
+@pytest.fixture
+def served(tmp_path, sample_folder_template):
+    """Tests that change the folder get one of their own."""
+    yield from _serve(tmp_path / "photos", sample_folder_template)
+
+
+def _wait(client, job: dict) -> dict:
+    deadline = time.time() + 120
+    while job["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.1)
+        job = client.get(job["url"]).json()
+    assert job["status"] == "done", job
+    return job["result"]
+
+
 def test_browse_pages_sorts_and_filters(shared):
     client, folder = shared
     first = client.get("/api/browse?limit=10&sort=name").json()
@@ -42,3 +58,50 @@ def test_browse_pages_sorts_and_filters(shared):
     assert client.get("/api/folders").json()["folders"] == [{"folder": "", "images": 16},
                                                              {"folder": "edited", "images": 15}]
     assert client.get("/api/browse?sort=colour").status_code == 422
+
+
+@pytest.mark.slow
+def test_searches_answer_from_the_previous_state_while_a_refresh_job_runs(served, photos, monkeypatch):
+    """The refresh is held (a hook, not a delay) just before it commits the new image: searches and info answer
+    meanwhile, from the 31 images indexed before; once it is let go, the new image is found."""
+    import io
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from lookalike import indexer
+
+    client, folder = served
+    photos["rocket"].transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "new_rocket.jpg")
+    query = io.BytesIO()
+    photos["rocket"].save(query, "JPEG")
+    held, release = threading.Event(), threading.Event()
+    commit = indexer._commit_batch
+
+    def held_commit(*args, **kwargs):
+        held.set()
+        assert release.wait(120)
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(indexer, "_commit_batch", held_commit)
+
+    def search() -> list[str]:
+        answer = client.post("/api/search/image", files={"file": ("q.jpg", query.getvalue())}, data={"k": "40"})
+        assert answer.status_code == 200
+        return [match["relative_path"] for match in answer.json()["results"]]
+
+    job = client.post("/api/index/refresh").json()
+    try:
+        assert held.wait(120)
+        with ThreadPoolExecutor(2) as threads:  # would wait for ever if the refresh held the server's lock
+            during, info = threads.submit(search), threads.submit(lambda: client.get("/api/info").json())
+            names, images = during.result(timeout=120), info.result(timeout=120)["images"]
+        assert client.get(job["url"]).json()["status"] == "running"
+        assert images == 31 and len(names) == 31 and "new_rocket.jpg" not in names
+    finally:
+        release.set()
+    assert _wait(client, job)["added"] == 1
+    assert "new_rocket.jpg" in search()[:3] and client.get("/api/info").json()["images"] == 32
+    again = client.post("/api/index/refresh").json()
+    assert _wait(client, again)["unchanged"] == 32

@@ -1,13 +1,16 @@
-"""The worker pool answers 503 + Retry-After when full; jobs run in the background with a status to poll."""
+"""The worker pool answers 503 + Retry-After when full; concurrent model inputs are run as one batch whose rows
+equal single-image embeddings; jobs run in the background with a status to poll."""
 
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from lookalike.server.safety import RequestRejected
-from lookalike.server.work import JobCancelled, Jobs, WorkerPool
+from lookalike.server.work import BatchedEmbedder, JobCancelled, Jobs, ModelBatcher, WorkerPool
 
 
 def test_a_full_pool_answers_503_with_retry_after():
@@ -106,3 +109,61 @@ def test_work_that_stops_itself_reports_what_it_did():
     finished = _settled(jobs, job.id, time.time() + 10)
     assert finished["status"] == "cancelled" and finished["result"] == {"moved": 1}
     jobs.shutdown()
+
+
+@pytest.mark.slow
+def test_requests_waiting_together_run_as_one_batch_with_the_single_image_vectors(efficientnet, photos):
+    images = [photo.resize((320, 240)) for photo in list(photos.values())[:12]]
+    single = np.stack([efficientnet.embed_images([image])[0] for image in images])
+    gate = threading.Event()
+    calls: list[int] = []
+
+    def embed_prepared(batch):  # the first call waits until every other request is queued behind it
+        calls.append(len(batch))
+        if len(calls) == 1:
+            gate.wait(10)
+        return efficientnet.embed_prepared(batch)
+
+    batcher = ModelBatcher(embed_prepared, max_batch=8, streams=1)
+    model = BatchedEmbedder(efficientnet, batcher)
+    with ThreadPoolExecutor(len(images)) as threads:
+        first = threads.submit(model.embed_images, images[:1])
+        while not calls:
+            time.sleep(0.001)
+        rest = [threads.submit(model.embed_images, [image]) for image in images[1:]]
+        while batcher._queue.qsize() < len(images) - 1:
+            time.sleep(0.001)
+        gate.set()
+        batched = np.stack([first.result()[0], *(future.result()[0] for future in rest)])
+    assert calls == [1, 8, 3]  # everything waiting, up to max_batch, and no waiting for more
+    cosines = np.sum(batched * single, axis=1) / np.linalg.norm(batched, axis=1) / np.linalg.norm(single, axis=1)
+    assert cosines.min() >= 0.9999
+    batcher.shutdown()
+
+
+def test_two_model_streams_run_batches_side_by_side_and_text_takes_a_turn():
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def embed_prepared(batch):  # returns only once the other stream is inside too
+        both_inside.wait()
+        return batch * 2
+
+    batcher = ModelBatcher(embed_prepared, max_batch=1, streams=2)
+    futures = [batcher.submit(np.full(3, n, np.float32)) for n in range(4)]
+    assert sorted(float(f.result(10)[0]) for f in futures) == [0, 2, 4, 6]
+    with batcher.turn, batcher.turn:  # both slots taken: no third model call can start
+        assert not batcher.turn.acquire(blocking=False)
+    batcher.shutdown()
+
+
+def test_a_failing_batch_tells_every_caller():
+    def broken(batch):
+        raise ValueError(f"cannot embed {len(batch)}")
+
+    batcher = ModelBatcher(broken)
+    futures = [batcher.submit(np.zeros(3, np.float32)) for _ in range(3)]
+    for future in futures:
+        with pytest.raises(ValueError, match="cannot embed"):
+            future.result(10)
+    assert batcher.submit(np.zeros(3, np.float32)).exception(10) is not None  # the model thread lives on
+    batcher.shutdown()

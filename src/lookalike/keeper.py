@@ -8,8 +8,10 @@ the photo. The original is the image the others are derived from, so the rules l
    image is a framed copy; natural photo content means the smaller one is a crop.
 2. Images with the same framing are aligned; where they differ, the one whose differing pixels are synthetic (flat
    fills: a caption box, an emoji) carries an overlay.
-3. Among the members derived from no other: highest resolution, then JPEG quality (estimated from the
-   quantisation tables; lossless counts as 90), then file size, then the oldest file.
+3. Among the members derived from no other, those of the largest family (members linked by derivations: a
+   group joined through shared chrome, e.g. two screenshots of one app, holds another photo's copies too):
+   highest resolution, then JPEG quality (estimated from the quantisation tables; lossless counts as 90), then
+   file size, then the oldest file.
 
 Every keeper gets a sentence saying why, and every other member what it is (a crop, a framed or overlaid copy).
 """
@@ -88,7 +90,11 @@ def order_members(members: list, rules: Sequence[str], image_of: Callable | None
         relations = derivations(ranked[:MAX_ANALYSED], image_of, verify_of)
     derived = {r.derived for r in relations}
     analysed = ranked[:MAX_ANALYSED]
-    keeper_position = next((p for p in range(len(analysed)) if p not in derived), 0)
+    family = _families(len(analysed), relations)
+    # From the largest family of derivations: a group joined through shared chrome (two screenshots of one app)
+    # also holds another photo's copies, whose biggest one is derived from nothing in the group.
+    keeper_position = min((p for p in range(len(analysed)) if p not in derived),
+                          key=lambda p: (-family.count(family[p]), p), default=0)
     keeper = analysed[keeper_position]
     for relation in sorted(relations, key=lambda r: analysed[r.source] is keeper):  # the keeper's say goes last
         copy, source = analysed[relation.derived], analysed[relation.source]
@@ -132,6 +138,15 @@ def derivations(members: list, image_of: Callable, verify_of: Callable) -> list[
     sources = {r.derived: r.source for r in relations}
     # A cycle (a from b, b from a) says the evidence is contradictory: drop both claims.
     return [r for r in relations if sources.get(r.source) != r.derived]
+
+
+def _families(count: int, relations: list[Relation]) -> list[int]:
+    """Per analysed member, a label shared by every member linked to it by derivations (either way)."""
+    label = list(range(count))
+    for _ in range(count):  # enough passes to spread the smallest label along any chain
+        for r in relations:
+            label[r.derived] = label[r.source] = min(label[r.derived], label[r.source])
+    return label
 
 
 def _relate(i: int, j: int, check, image_i: Image.Image | None, image_j: Image.Image | None) -> Relation | None:

@@ -2,7 +2,8 @@
 
 The model is loaded once and kept warm. Requests pass the guard (`guard.py`: Host/Origin, token, body size)
 before anything reads their body; routes (`routes.py`) run their work in a bounded pool (`work.py`). The
-index is re-read whenever `lookalike index` changed it, so new images appear without a restart.
+index is re-read whenever `lookalike index` changed it, so new images appear without a restart;
+`POST /api/index/refresh` re-scans the folder as a background job while searches go on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +25,7 @@ from lookalike.server import schemas
 from lookalike.server.docs import add_offline_docs
 from lookalike.server.guard import B64TOKEN, LOOPBACK_NAMES, Guard, GuardSettings
 from lookalike.server.library import library_routes
+from lookalike.server.library import refresh as refresh_index
 from lookalike.server.review import review_routes
 from lookalike.server.routes import Context, collection_routes, search_routes
 from lookalike.server.safety import DEFAULT_PIXEL_LIMIT, DEFAULT_UPLOAD_LIMIT, RequestRejected
@@ -79,8 +81,7 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
-        ctx.pool.shutdown()
-        ctx.jobs.shutdown()
+        ctx.close()
 
     app = FastAPI(title="lookalike", version="0.1.0", lifespan=lifespan, default_response_class=SafeJSONResponse,
                   docs_url=None, redoc_url=None,
@@ -90,7 +91,8 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
     app.add_middleware(Guard, settings=GuardSettings(token, hosts, upload_limit))
     _error_handlers(app)
     security = [_bearer_scheme()] if token else []
-    for router in (search_routes(ctx), collection_routes(ctx), library_routes(ctx), review_routes(ctx)):
+    for router in (search_routes(ctx), collection_routes(ctx), library_routes(ctx), review_routes(ctx),
+                   _refresh_route(ctx)):
         app.include_router(router, responses=ERRORS, dependencies=security)
     add_offline_docs(app)
 
@@ -104,6 +106,19 @@ def create_app(index: Index, token: str | None = None, upload_limit: int = DEFAU
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _refresh_route(ctx: Context) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/api/index/refresh", status_code=202, response_model=schemas.Job)
+    async def refresh() -> JSONResponse:
+        """Re-scan the folder and index new, changed and removed files: a background job (poll its `url` for
+        progress and the counts); searches keep answering from the previous state until it commits."""
+        job = ctx.jobs.start("refresh", lambda progress: refresh_index(ctx, progress), key="refresh")
+        return JSONResponse(job.as_dict(), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+    return router
 
 
 def _bearer_scheme():
@@ -129,8 +144,12 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 def warm_up(index: Index) -> None:
-    """Load the model and the search structure before the first request."""
+    """Load the model and the search structure before the first request. The warm-up batch is large enough for
+    the ONNX session to pre-pack its weights (models/runtime.py: ≈ 15 % throughput), as the model thread's
+    batches under load would otherwise make it re-open then."""
     from PIL import Image
 
-    index.embedder.embed_images([Image.new("RGB", (64, 64), "grey")])
+    from lookalike.models.runtime import PREPACK_FROM
+
+    index.embedder.embed_images([Image.new("RGB", (64, 64), "grey")] * PREPACK_FROM)
     index.vectors()

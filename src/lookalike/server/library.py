@@ -66,6 +66,16 @@ def folders(ctx) -> dict:
     return {"folders": [{"folder": f, "images": n} for f, n in sorted(counts.items())]}
 
 
+def refresh(ctx, progress=None) -> dict:
+    """Re-scan the folder and index what changed, on a catalog connection of its own and never under the
+    server's lock: searches keep answering from the committed state (SQLite WAL) until each batch commits, and
+    the search structure reloads when the catalog's generation moves."""
+    with ctx.reader() as writer:
+        report = writer.update(progress=progress).as_dict()
+    report["skipped"] = [{**skip, "path": json_text(skip["path"])} for skip in report["skipped"]]
+    return report
+
+
 def library_routes(ctx) -> APIRouter:
     router = APIRouter()
 

@@ -99,9 +99,10 @@ def undo_manifest(ctx, manifest: str, progress: Reporter) -> dict:
 
 def _reindex(ctx, progress: Reporter) -> None:
     """Not cancellable: the index must follow the files, whatever was moved."""
+    from lookalike.server.library import refresh
+
     progress.report(0, None, "updating the index")
-    with ctx.lock:
-        ctx.index.update(progress=progress.report)
+    refresh(ctx, progress.report)  # on its own catalog connection: searches go on meanwhile
 
 
 def review_routes(ctx) -> APIRouter:
