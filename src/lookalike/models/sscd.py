@@ -27,7 +27,7 @@ from PIL import Image
 from lookalike.errors import ModelUnavailableError
 from lookalike.models.base import PreparedImageEmbedder, l2_normalize
 
-SHORT_SIDE = int(os.environ.get("XSIDE", 288))
+SHORT_SIDE = 288
 LONG_MULTIPLE = 32
 MAX_LONG_SIDE = 1024  # panoramas: beyond ~3.5:1 the longer side is squeezed, the network sees enough context
 # Pixels per model call: ONNX Runtime keeps the activations of the largest call it has run (32 photos at
