@@ -68,9 +68,10 @@ class PdqEmbedder(PreparedImageEmbedder):
         return {"model": self.id, **dict(zip(DIHEDRAL_ORDER[1:], np.asarray(prepared)[1:], strict=True))}
 
     def dihedral_vectors(self, image: Image.Image) -> np.ndarray:
-        image = image.convert("RGB")
-        if max(image.size) > PREPARE_SIZE:
-            image = image.copy()
-            image.thumbnail((PREPARE_SIZE, PREPARE_SIZE), Image.Resampling.BILINEAR)
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        if max(image.size) > PREPARE_SIZE:  # a new image: the caller's stays as it was
+            scale = PREPARE_SIZE / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
         hashes, _quality = self._pdq.compute_dihedral(np.ascontiguousarray(np.asarray(image, dtype=np.uint8)))
         return (np.where(np.asarray(hashes), 1.0, -1.0) / np.sqrt(BITS)).astype(np.float32)
