@@ -73,17 +73,18 @@ def build_folder(out: Path, photos: list[Path], clipart: int, seed: int = 0) -> 
 PIXEL_LIMIT = {"LOOKALIKE_MAX_PIXELS": "89478485"}
 
 
-def run(command: list[str], keep: str) -> tuple[list[list[str]], float, float]:
-    """(groups, seconds, peak RSS MiB) of a child process."""
+def run(command: list[str], keep: str, env: dict[str, str]) -> tuple[list[list[str]], float, float, float]:
+    """(groups, seconds, peak RSS MiB, CPU seconds) of a child process. CPU seconds (user + system, all threads)
+    depend far less on what else the machine runs than wall time does."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             env={**os.environ, **PIXEL_LIMIT, "VS_KEEP": json.dumps(keep.split(","))})
+                             env={**os.environ, **PIXEL_LIMIT, "VS_KEEP": json.dumps(keep.split(",")), **env})
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:
         raise RuntimeError(f"{command[:3]} failed ({status})")
-    return json.loads(output), seconds, usage.ru_maxrss / 1024
+    return json.loads(output), seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def score(groups: list[list[str]], origin: dict[str, str]) -> tuple[float, float]:
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--immaculate", default="pdq,sscd_distilled")
     parser.add_argument("--lookalike", default="pdq,sscd-distilled,sscd-distilled+dihedral")
     parser.add_argument("--keep", default=METADATA_KEEP, help="lookalike's keep rules (e.g. original,resolution)")
+    parser.add_argument("--baseline-src", help="also run lookalike with this src folder (e.g. the main branch's)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the untimed threshold sweep at the end")
     args = parser.parse_args()
     origin_file = args.out / "origin.json"
@@ -121,24 +123,39 @@ def main() -> None:
     folder = str(args.out / "folder")
     print(f"load average {os.getloadavg()[0]:.2f}; lookalike keep rules {args.keep}")
     print(f"{len(origin)} files, {sum('-' in n for n in origin)} copies, {sum(not v for v in origin.values())} "
-          "clip-art\n\n| tool | method | img/s | peak RSS MiB | recall (copy, original) | precision photo pairs "
-          "| load after |\n|---|---|---|---|---|---|---|")
-    runs = [("Immaculate", m, [args.immaculate_python, "-c", IMMACULATE, folder, m])
-            for m in args.immaculate.split(",") if m]
-    for method in [m for m in args.lookalike.split(",") if m]:
-        model, *extras = method.split("+")
-        db = args.out / f"index-{method}.db"
-        for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-            stale.unlink(missing_ok=True)
-        shutil.rmtree(db.parent / f"{db.stem}.cache", ignore_errors=True)  # a cold start: no search cache either
-        runs.append(("lookalike", method, [sys.executable, "-c", LOOKALIKE, folder, model, str(db), *extras]))
-    for tool, method, command in runs:
-        groups, seconds, rss = run(command, args.keep)
+          "clip-art\n\n| tool | method | img/s | img per CPU s | peak RSS MiB | recall (copy, original) "
+          "| precision photo pairs | load after |\n|---|---|---|---|---|---|---|---|")
+    immaculate = [("Immaculate", m, [args.immaculate_python, "-c", IMMACULATE, folder, m], {})
+                  for m in args.immaculate.split(",") if m]
+    paired = itertools.zip_longest(immaculate, lookalike_runs(args, folder), fillvalue=[])
+    runs = [job for theirs, ours in paired for job in ([theirs] if theirs else []) + ours]
+    for tool, method, command, env in runs:  # each tool's run beside the other's: both see the same load
+        groups, seconds, rss, cpu = run(command, args.keep, env)
         recall, precision = score(groups, origin)
-        print(f"| {tool} | {method} | {len(origin) / seconds:.1f} | {rss:.0f} | {recall:.3f} | {precision:.2f} | "
+        print(f"| {tool} | {method} | {len(origin) / seconds:.1f} | {len(origin) / cpu:.1f} | {rss:.0f} "
+              f"| {recall:.3f} | {precision:.2f} | "
               f"{os.getloadavg()[0]:.1f} |", flush=True)
     if not args.no_sweep:
         sweep(args, origin)
+
+
+def lookalike_runs(args, folder: str) -> list[list[tuple[str, str, list[str], dict[str, str]]]]:
+    """Per method: a cold run (its index deleted first), and the same with --baseline-src right after it."""
+    per_method = []
+    for method in [m for m in args.lookalike.split(",") if m]:
+        runs: list = []
+        per_method.append(runs)
+        model, *extras = method.split("+")
+        for tool, src in (("lookalike", None), ("lookalike baseline", args.baseline_src)):
+            if tool != "lookalike" and not src:
+                continue
+            db = args.out / f"index-{method}{'-baseline' if src else ''}.db"
+            for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+                stale.unlink(missing_ok=True)
+            shutil.rmtree(db.parent / f"{db.stem}.cache", ignore_errors=True)  # a cold start: no search cache
+            runs.append((tool, method, [sys.executable, "-c", LOOKALIKE, folder, model, str(db), *extras],
+                         {"PYTHONPATH": src} if src else {}))
+    return per_method
 
 
 def sweep(args, origin: dict[str, str]) -> None:
