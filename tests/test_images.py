@@ -263,23 +263,3 @@ def test_different_transparent_images_stay_different(efficientnet, tmp_path):
     similarity = vectors @ vectors.T
     assert similarity[np.triu_indices(len(images), 1)].max() < 0.9
     assert np.asarray(images[0]).std() > 20  # the logo is visible, not a blank page
-
-
-
-TIGER = CLIPART / "animals/mammals/big_cats/tiger_graig_ryan_smith_-_01.png"  # 1500x1500 RGBA
-
-
-@pytest.mark.skipif(not TIGER.is_file(), reason="needs apt package openclipart-png")
-def test_draft_size_shrinks_a_large_transparent_png_to_the_same_picture(tmp_path):
-    """Non-JPEGs are box-reduced before compositing: a quarter of the pixels to composite, turn and resize, the
-    shorter side still at least the request, and the picture the full decode shrunk the same way."""
-    full = load_image(TIGER)
-    drafted = load_image(TIGER, draft_size=256)
-    assert drafted.size == (300, 300) and drafted.info["original_size"] == (1500, 1500)
-    expected = np.asarray(full.resize(drafted.size, Image.Resampling.BOX), np.int16)
-    assert np.abs(np.asarray(drafted, np.int16) - expected).mean() < 2
-    exif = Image.Exif()
-    exif[0x0112] = 6  # a PNG turned by EXIF: the reported size is the upright one, as without shrinking
-    Image.open(TIGER).crop((0, 0, 1500, 700)).save(tmp_path / "turned.png", exif=exif)
-    turned = load_image(tmp_path / "turned.png", draft_size=256)
-    assert turned.size == (350, 750) and turned.info["original_size"] == (700, 1500)

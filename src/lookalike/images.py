@@ -6,7 +6,6 @@ the caller reports and skips.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import os
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Generic, TypeVar
 
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lookalike.errors import ImageError, ImageTooLargeError
 
@@ -108,7 +107,9 @@ def is_output_folder(path: str | os.PathLike) -> bool:
 
 
 def _os_reason(exc: OSError) -> str:
-    return "permission denied" if isinstance(exc, PermissionError) else exc.strerror or type(exc).__name__
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or type(exc).__name__
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -117,13 +118,19 @@ def file_digest(path: str | os.PathLike) -> str:
         return hashlib.file_digest(f, "blake2b").hexdigest()[:32]
 
 
-@functools.cache
+_heif_registered = False
+
+
 def _register_heif() -> None:
-    try:
-        import pillow_heif
-    except ImportError:  # HEIC then fails per file with a clear reason
-        return
-    pillow_heif.register_heif_opener()
+    global _heif_registered
+    if not _heif_registered:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+        except ImportError:  # HEIC then fails per file with a clear reason
+            pass
+        _heif_registered = True
 
 
 def max_pixels() -> int:
@@ -177,8 +184,8 @@ def decode_budget() -> PixelBudget:
 def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: int | None = None) -> Image.Image:
     """Decode an image to RGB, upright (EXIF orientation), alpha composited on grey, first frame only.
 
-    `draft_size`: the JPEG decoder skips detail a model resizing to that size would throw away (4-8x faster on
-    phone photos), other formats shrink before compositing (`shrink`). None where exact pixels matter (pixel MD5).
+    `draft_size` lets the JPEG decoder skip detail that a model resizing to that size would throw away
+    (4-8x faster on phone photos); leave it None where exact pixels matter (hashes, pixel MD5).
     Raises ImageError with a reason a user can act on.
     """
     _register_heif()
@@ -201,8 +208,8 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
                 image.draft("RGB", (draft_size, draft_size))
             with decode_budget().hold(image.width * image.height):  # after draft: the pixels really decoded
                 image.load()
-                turned = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)  # shrink keeps EXIF
-                upright = to_rgb(ImageOps.exif_transpose(shrink(image, draft_size)))
+                upright = to_rgb(ImageOps.exif_transpose(image))
+            turned = (upright.width > upright.height) != (width > height)
             upright.info["original_size"] = (height, width) if turned else (width, height)
             return upright
     except ImageError:
@@ -217,17 +224,6 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
         raise ImageTooLargeError(f"too large: over the {limit:,}-pixel limit ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}") from exc
-
-
-def shrink(image: Image.Image, draft_size: int | None) -> Image.Image:
-    """A decoded non-JPEG image box-reduced by the largest whole factor keeping its shorter side >= `draft_size`
-    (RGBA is reduced premultiplied: compositing afterwards gives the same picture, on a fraction of the pixels)."""
-    factor = min(image.size) // draft_size if draft_size else 0
-    if factor < 2 or image.format == "JPEG":  # JPEGs were reduced by the decoder itself (draft mode)
-        return image
-    if image.mode in ("P", "PA", "1"):
-        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
-    return image.reduce(factor) if image.mode in ("RGB", "RGBA", "L", "LA") else image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
