@@ -34,9 +34,13 @@ EDITS = ("crop-50", "rotate-90", "flip", "screenshot", "resize-25", "jpeg-30", "
          "grayscale")
 IMMACULATE = ("import json, sys, immaculate; r = immaculate.find_duplicates(sys.argv[1], method=sys.argv[2]); "
               "print(json.dumps([[str(p) for p in g] for g in r.exact + r.near]))")
-LOOKALIKE = ("import json, sys; from lookalike.api import Index; from lookalike.dupes import find_duplicates; "
+LOOKALIKE = ("import json, os, sys; from lookalike.api import Index; from lookalike.dupes import find_duplicates; "
              "i = Index.open(sys.argv[1], db=sys.argv[3], model=sys.argv[2], copy_extras=sys.argv[4:] or None); "
-             "i.update(); print(json.dumps([[m.path for m in g.members] for g in find_duplicates(i)]))")
+             "i.update(); keep = json.loads(os.environ['VS_KEEP']); "
+             "print(json.dumps([[m.path for m in g.members] for g in find_duplicates(i, keep=keep)]))")
+# Immaculate only groups; lookalike's default keep rule "original" also analyses every group's images (ORB) to
+# pick the original to keep. The timed runs use the metadata rules unless --keep says otherwise.
+METADATA_KEEP = "resolution,quality,size,oldest"
 
 
 def build_folder(out: Path, photos: list[Path], clipart: int, seed: int = 0) -> dict[str, str]:
@@ -69,17 +73,18 @@ def build_folder(out: Path, photos: list[Path], clipart: int, seed: int = 0) -> 
 PIXEL_LIMIT = {"LOOKALIKE_MAX_PIXELS": "89478485"}
 
 
-def run(command: list[str]) -> tuple[list[list[str]], float, float]:
-    """(groups, seconds, peak RSS MiB) of a child process."""
+def run(command: list[str], keep: str, env: dict[str, str]) -> tuple[list[list[str]], float, float, float]:
+    """(groups, seconds, peak RSS MiB, CPU seconds) of a child process. CPU seconds (user + system, all threads)
+    depend far less on what else the machine runs than wall time does."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             env={**os.environ, **PIXEL_LIMIT})
+                             env={**os.environ, **PIXEL_LIMIT, "VS_KEEP": json.dumps(keep.split(",")), **env})
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:
         raise RuntimeError(f"{command[:3]} failed ({status})")
-    return json.loads(output), seconds, usage.ru_maxrss / 1024
+    return json.loads(output), seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def score(groups: list[list[str]], origin: dict[str, str]) -> tuple[float, float]:
@@ -106,6 +111,9 @@ def main() -> None:
     parser.add_argument("--immaculate-python", default="/tmp/imm/bin/python")
     parser.add_argument("--immaculate", default="pdq,sscd_distilled")
     parser.add_argument("--lookalike", default="pdq,sscd-distilled,sscd-distilled+dihedral")
+    parser.add_argument("--keep", default=METADATA_KEEP, help="lookalike's keep rules (e.g. original,resolution)")
+    parser.add_argument("--baseline-src", help="also run lookalike with this src folder (e.g. the main branch's)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the untimed threshold sweep at the end")
     args = parser.parse_args()
     origin_file = args.out / "origin.json"
     if not origin_file.exists():
@@ -113,24 +121,41 @@ def main() -> None:
         origin_file.write_text(json.dumps(build_folder(args.out, photo_sources(args.out / "photos"), args.clipart)))
     origin = json.loads(origin_file.read_text())
     folder = str(args.out / "folder")
+    print(f"load average {os.getloadavg()[0]:.2f}; lookalike keep rules {args.keep}")
     print(f"{len(origin)} files, {sum('-' in n for n in origin)} copies, {sum(not v for v in origin.values())} "
-          "clip-art\n\n| tool | method | img/s | peak RSS MiB | recall (copy, original) | precision photo pairs |\n"
-          "|---|---|---|---|---|---|")
-    runs = [("Immaculate", m, [args.immaculate_python, "-c", IMMACULATE, folder, m])
-            for m in args.immaculate.split(",") if m]
-    for method in [m for m in args.lookalike.split(",") if m]:
-        model, *extras = method.split("+")
-        db = args.out / f"index-{method}.db"
-        for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-            stale.unlink(missing_ok=True)
-        shutil.rmtree(db.parent / f"{db.stem}.cache", ignore_errors=True)  # a cold start: no search cache either
-        runs.append(("lookalike", method, [sys.executable, "-c", LOOKALIKE, folder, model, str(db), *extras]))
-    for tool, method, command in runs:
-        groups, seconds, rss = run(command)
+          "clip-art\n\n| tool | method | img/s | img per CPU s | peak RSS MiB | recall (copy, original) "
+          "| precision photo pairs | load after |\n|---|---|---|---|---|---|---|---|")
+    immaculate = [("Immaculate", m, [args.immaculate_python, "-c", IMMACULATE, folder, m], {})
+                  for m in args.immaculate.split(",") if m]
+    paired = itertools.zip_longest(immaculate, lookalike_runs(args, folder), fillvalue=[])
+    runs = [job for theirs, ours in paired for job in ([theirs] if theirs else []) + ours]
+    for tool, method, command, env in runs:  # each tool's run beside the other's: both see the same load
+        groups, seconds, rss, cpu = run(command, args.keep, env)
         recall, precision = score(groups, origin)
-        print(f"| {tool} | {method} | {len(origin) / seconds:.1f} | {rss:.0f} | {recall:.3f} | {precision:.2f} |",
-              flush=True)
-    sweep(args, origin)
+        print(f"| {tool} | {method} | {len(origin) / seconds:.1f} | {len(origin) / cpu:.1f} | {rss:.0f} "
+              f"| {recall:.3f} | {precision:.2f} | "
+              f"{os.getloadavg()[0]:.1f} |", flush=True)
+    if not args.no_sweep:
+        sweep(args, origin)
+
+
+def lookalike_runs(args, folder: str) -> list[list[tuple[str, str, list[str], dict[str, str]]]]:
+    """Per method: a cold run (its index deleted first), and the same with --baseline-src right after it."""
+    per_method = []
+    for method in [m for m in args.lookalike.split(",") if m]:
+        runs: list = []
+        per_method.append(runs)
+        model, *extras = method.split("+")
+        for tool, src in (("lookalike", None), ("lookalike baseline", args.baseline_src)):
+            if tool != "lookalike" and not src:
+                continue
+            db = args.out / f"index-{method}{'-baseline' if src else ''}.db"
+            for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+                stale.unlink(missing_ok=True)
+            shutil.rmtree(db.parent / f"{db.stem}.cache", ignore_errors=True)  # a cold start: no search cache
+            runs.append((tool, method, [sys.executable, "-c", LOOKALIKE, folder, model, str(db), *extras],
+                         {"PYTHONPATH": src} if src else {}))
+    return per_method
 
 
 def sweep(args, origin: dict[str, str]) -> None:

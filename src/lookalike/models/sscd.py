@@ -57,7 +57,8 @@ def resize_for_sscd(image: Image.Image) -> Image.Image:
     scale = SHORT_SIDE / min(width, height)
     long_side = min(MAX_LONG_SIDE, max(SHORT_SIDE, round(max(width, height) * scale / LONG_MULTIPLE) * LONG_MULTIPLE))
     size = (long_side, SHORT_SIDE) if width >= height else (SHORT_SIDE, long_side)
-    return image.convert("RGB").resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    image = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB image
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
 def onnx_model_path(model_id: str, fetch: bool = True) -> Path:
