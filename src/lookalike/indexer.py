@@ -91,15 +91,7 @@ def update_index(
     present = {f.relpath for f in scanned.files}
     unreadable = {path for path, _ in scanned.problems}
 
-    candidates: list[ScannedFile] = []
-    for file in scanned.files:
-        row = known.get(file.relpath)
-        if row and (row.size, row.mtime_ns) == (file.size, file.mtime_ns):
-            report.unchanged += 1
-        elif (previous := skipped_before.get(file.relpath)) and previous[:2] == (file.size, file.mtime_ns):
-            report.skipped.append((file.relpath, previous[2]))  # unchanged since it failed: don't retry
-        else:
-            candidates.append(file)
+    candidates = _changed_files(scanned.files, known, skipped_before, report)
     gone = {path: row for path, row in known.items() if path not in present and path not in unreadable}
 
     with ThreadPoolExecutor(workers or default_workers()) as pool:
@@ -133,6 +125,22 @@ def update_index(
         with catalog.transaction() as conn:
             catalog.forget_skipped(conn, vanished_skips)
     return report
+
+
+def _changed_files(files: list[ScannedFile], known: dict, skipped_before: dict, report: UpdateReport
+                   ) -> list[ScannedFile]:
+    """The files that are new or changed (size or mtime) since the index last saw them; a file that failed and
+    has not changed since is reported as skipped again, not retried."""
+    candidates = []
+    for file in files:
+        row = known.get(file.relpath)
+        if row and (row.size, row.mtime_ns) == (file.size, file.mtime_ns):
+            report.unchanged += 1
+        elif (previous := skipped_before.get(file.relpath)) and previous[:2] == (file.size, file.mtime_ns):
+            report.skipped.append((file.relpath, previous[2]))
+        else:
+            candidates.append(file)
+    return candidates
 
 
 def _digest_or_reason(source, file: ScannedFile) -> str:
