@@ -6,7 +6,6 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lookalike.creation import create_index_file, record_identity
 from lookalike.errors import IndexUnusableError, ModalityError
@@ -25,9 +24,6 @@ from lookalike.store.policy import open_store
 from lookalike.verbs import CollectionVerbs
 
 __all__ = ["Index", "IndexInfo", "Match", "SearchResult", "compare", "find_index", "open", "resolve_db"]
-
-if TYPE_CHECKING:
-    from lookalike.thresholds import ThresholdInfo
 
 class Index(CollectionVerbs):
     """A folder of images and its persistent index. Thread-safe for concurrent searches."""
@@ -131,6 +127,13 @@ class Index(CollectionVerbs):
         self.model_id = embedder.id
         self._embedder = embedder
         self._store = None
+
+    def handle(self) -> Index:
+        """Another handle on this index with a connection of its own (and this one's loaded model), for work in
+        another thread that must not wait for this handle's lock. Close it when done."""
+        other = Index(self.db_file, self.source.location, Catalog(self.db_file), self.model_id)
+        other._embedder = self._embedder
+        return other
 
     def close(self) -> None:
         self.catalog.close()
@@ -273,13 +276,6 @@ class Index(CollectionVerbs):
         from lookalike.describe import index_info
 
         return index_info(self)
-
-    def threshold(self) -> ThresholdInfo:
-        """The threshold `dupes` groups by (the copy model's copy score when the index holds one, else the main
-        model's cosine): its default or a calibrated one, and where it came from."""
-        from lookalike.thresholds import dupes_threshold
-
-        return dupes_threshold(self)
 
 
 def open(folder: str | os.PathLike | None = None, db: str | os.PathLike | None = None,  # noqa: A001

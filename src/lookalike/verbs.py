@@ -41,8 +41,6 @@ class CollectionVerbs:
         @property
         def embedder(self) -> Embedder: ...
 
-        def threshold(self) -> ThresholdInfo: ...
-
     def similar(self, image_id: int, k: int = 10, min_score: float | None = None,
                 exact: bool = False) -> SearchResult:
         """More like this: the images nearest an indexed image (itself first)."""
@@ -88,6 +86,13 @@ class CollectionVerbs:
         from lookalike.cluster import cluster_vectors
 
         return cluster_vectors(*self.embeddings(), k=k, method=method, min_cluster_size=min_cluster_size, seed=seed)
+
+    def threshold(self) -> ThresholdInfo:
+        """The threshold `dupes` groups by (the copy model's copy score when the index holds one, else the main
+        model's cosine): its default or a calibrated one, and where it came from."""
+        from lookalike.thresholds import dupes_threshold
+
+        return dupes_threshold(self)
 
     def reset_threshold(self) -> bool:
         """Forget the calibrated near-duplicate threshold (back to the model's default); True if there was one."""

@@ -20,7 +20,6 @@ from lookalike.rerank import pool_size, verify_matches
 from lookalike.server import schemas
 from lookalike.server.safety import RequestRejected, fetch
 from lookalike.server.work import BatchedEmbedder, Jobs, WorkerPool
-from lookalike.store.catalog import Catalog
 
 ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="An image id from a search result.")]
 TopK = Annotated[int, Query(ge=1, le=500)]
@@ -98,9 +97,7 @@ class Context:
     @contextmanager
     def reader(self):
         """An Index on its own catalog connection, for jobs that must not hold the server's lock (also writers)."""
-        view = Index(self.index.db_file, self.index.source.location, Catalog(self.index.db_file),
-                     self.index.model_id)
-        view._embedder = self.index.embedder
+        view = self.index.handle()
         try:
             yield view
         finally:
