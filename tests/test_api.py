@@ -198,3 +198,13 @@ def test_what_the_index_holds_is_public(sample_folder):
         assert (details.path, details.width, details.size) == ("chelsea.png", 451, images["chelsea.png"].size)
         ids, vectors = idx.embeddings()
         assert len(ids) == 31 and vectors.shape == (31, idx.dim)
+
+
+def test_a_second_handle_has_its_own_connection(sample_folder):
+    with lookalike.open(sample_folder, model="phash") as idx:
+        idx.update()
+        other = idx.handle()
+        assert other.catalog.conn is not idx.catalog.conn and other.embedder is idx.embedder
+        assert other.paths(other.embeddings()[0]) == idx.paths(idx.embeddings()[0])
+        other.close()
+        assert len(idx.images()) == 31  # closing the handle leaves this one open
