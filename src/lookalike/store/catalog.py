@@ -38,13 +38,27 @@ class Catalog:
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.db_file, timeout=60, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout = 60000")
-        self.conn.execute("PRAGMA journal_mode = WAL")
+        self._use_wal()
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("PRAGMA foreign_keys = ON")  # deleting an image deletes its other vectors
         self._migrate()
 
     def close(self) -> None:
         self.conn.close()
+
+    def _use_wal(self) -> None:
+        """Switch a new file to WAL. The switch needs the file to itself and SQLite does not wait for that (no
+        busy handler), so connections opening a new index at the same moment retry briefly."""
+        for attempt in range(200):
+            try:
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    return
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 199:
+                    raise
+                time.sleep(0.01 + 0.001 * attempt)
 
     # -- schema ------------------------------------------------------------------------------------
     def _migrate(self) -> None:
