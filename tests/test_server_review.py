@@ -11,21 +11,15 @@ import threading
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 
 import lookalike
 import lookalike.dupes
 import lookalike.moves
-from lookalike.server.app import create_app
+from tests.serving import serve_copy
 
 
 def _serve(folder, sample_folder_template, model="phash"):
-    shutil.copytree(sample_folder_template, folder)
-    idx = lookalike.open(folder, model=model)
-    idx.update()
-    with TestClient(create_app(idx, allowed_hosts=["testserver"])) as client:
-        yield client, folder
-    idx.close()
+    yield from serve_copy(folder, sample_folder_template, model)
 
 
 @pytest.fixture(scope="module")
