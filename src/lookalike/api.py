@@ -25,6 +25,7 @@ from lookalike.verbs import CollectionVerbs
 
 __all__ = ["Index", "IndexInfo", "Match", "SearchResult", "compare", "find_index", "open", "resolve_db"]
 
+
 class Index(CollectionVerbs):
     """A folder of images and its persistent index. Thread-safe for concurrent searches."""
 
@@ -157,7 +158,7 @@ class Index(CollectionVerbs):
 
     @property
     def settings(self) -> IndexSettings:
-        """What this index is (memory budget, limits, store), as stored in its catalog."""
+        """What this index is (memory budget, limits, store, runtime, extra models), as stored in its catalog."""
         stored = self.catalog.get_meta("settings")
         if stored is None:  # indexes made before settings had a home kept these beside the others
             stored = {key: value for key, value in (("store", self.catalog.get_meta("store")),
