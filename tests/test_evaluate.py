@@ -139,11 +139,11 @@ def test_retrieval_metrics_on_labelled_folders(tmp_path, photos, tiny_clip_dir):
 
 def test_thresholds_are_stored_in_the_index_and_used_by_dupes(sample_folder):
     import lookalike
-    from lookalike.dupes import default_threshold
+    from lookalike.thresholds import threshold_info
 
     idx = lookalike.open(sample_folder, model="phash")
     store_thresholds(idx, {"phash": 0.8})
-    assert default_threshold("phash", idx.catalog.get_meta("thresholds")) == 0.8
+    assert threshold_info("phash", idx.catalog).value == 0.8 and idx.threshold().source == "calibrated"
 
 
 def test_unreadable_original_is_skipped_with_a_warning(tmp_path, photos):

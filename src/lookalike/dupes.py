@@ -25,7 +25,7 @@ from lookalike.dupes_grouping import Groups, candidate_pairs, copy_score_pairs, 
 from lookalike.dupes_images import RunImages
 from lookalike.errors import LookalikeError
 from lookalike.keeper import DEFAULT_KEEP, KEEP_RULES, jpeg_quality, metadata_key, order_members
-from lookalike.models.specs import thresholds_for
+from lookalike.thresholds import threshold_info
 
 RESCUE_FLOOR = 0.30  # with verification, candidates down to this cosine are checked with local features
 DUPES_CANDIDATES_PER_RESULT = 32  # near-duplicates top the PQ ranking: no need for the tuned top-10 pool
@@ -83,12 +83,6 @@ class DuplicateGroup:
                 "links": [{"member": a, "other": b, "score": round(s, 6)} for a, b, s in self.links]}
 
 
-def default_threshold(model_id: str, calibrated: dict | None = None) -> float:
-    if calibrated and model_id in calibrated:
-        return float(calibrated[model_id])
-    return thresholds_for(model_id).dupes
-
-
 def find_duplicates(
     index,
     threshold: float | None = None,
@@ -109,8 +103,8 @@ def find_duplicates(
     if len(ids) < 2:
         return []
     copy_mode = _copy_mode(index, model_id, threshold, copy_threshold)
-    threshold = copy_mode if copy_mode is not None else threshold if threshold is not None else default_threshold(
-        model_id, index.catalog.get_meta("thresholds"))
+    threshold = copy_mode if copy_mode is not None else threshold if threshold is not None else threshold_info(
+        model_id, index.catalog).value
     group_min_score = group_min_score if group_min_score is not None else threshold - 0.05
     cosine_floor = threshold if copy_mode is None else COPY_FLOOR
     floor = min(cosine_floor, RESCUE_FLOOR) if verify else cosine_floor
@@ -227,8 +221,7 @@ def find_in_index(index, folder: str | os.PathLike, threshold: float | None = No
     from lookalike.images import scan
     from lookalike.indexer import embed_files
 
-    threshold = threshold if threshold is not None else default_threshold(
-        index.model_id, index.catalog.get_meta("thresholds"))
+    threshold = threshold if threshold is not None else threshold_info(index.model_id, index.catalog).value
     files = scan(folder).files
     found: list[tuple[str, list | str]] = []
     for file, vector, error in embed_files(files, index.embedder, path_of=lambda f: f.path):
