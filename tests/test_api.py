@@ -115,6 +115,12 @@ def test_the_runtime_is_a_stored_setting_the_model_loads_with(sample_folder):
         Index.open(sample_folder, runtime="tpu")
 
 
+def test_a_reindexed_model_runs_on_the_stored_runtime(sample_folder):
+    lookalike.open(sample_folder, model="phash", runtime="onnx").close()
+    with Index.open(sample_folder, model="efficientnet-lite0", reindex=True) as idx:
+        assert idx.model_id == "efficientnet-lite0" and idx.embedder.requested_runtime == "onnx"
+
+
 def test_models_and_copy_variants_of_older_indexes_are_read_into_the_settings(sample_folder):
     with lookalike.open(sample_folder, model="phash") as idx:
         with idx.catalog.transaction() as conn:  # as an index made before settings held them

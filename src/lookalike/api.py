@@ -117,7 +117,7 @@ class Index(CollectionVerbs):
 
     def _reset_model(self, model: str) -> None:
         """--reindex: forget every vector and record the new model; the next update embeds everything."""
-        embedder = load_embedder(model)
+        embedder = load_embedder(model, self.settings.runtime)
         with writer_lock(self.db_file), self.catalog.transaction() as conn:
             conn.execute("DELETE FROM vectors")
             conn.execute("DELETE FROM images")

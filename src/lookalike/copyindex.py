@@ -28,6 +28,11 @@ def index_models(index) -> list[str]:
     return [index.model_id, *index.settings.models]
 
 
+def embedder_of(index, model_id: str):
+    """A model of the index, on the runtime its settings name (the main model is the index's own)."""
+    return index.embedder if model_id == index.model_id else load_embedder(model_id, index.settings.runtime)
+
+
 def copy_model(index) -> str | None:
     return next((m for m in index_models(index) if m in COPY_THRESHOLDS), None)
 
@@ -49,7 +54,7 @@ def fill(index, model_id: str, progress=None, workers: int = 4) -> int:
     todo = extra.missing(catalog, model_id)
     if not todo:
         return 0
-    embedder = load_embedder(model_id)
+    embedder = embedder_of(index, model_id)
     kinds = extra_kinds(model_id, copy_extras(index)) if model_id == copy_model(index) else ()
     main = model_id == index.model_id  # its own vector is already in images.vector
     wanted = kinds if main else ("", *kinds)
@@ -130,7 +135,7 @@ def copy_vectors(index) -> tuple[str, np.ndarray, np.ndarray, CopyVectors] | Non
     cached = getattr(index, "_copy_cache", None)
     if cached is not None and cached[0] == (model, generation):
         return cached[1]
-    dim = load_embedder(model).dim
+    dim = embedder_of(index, model).dim
     owners, kinds, matrix = extra.load(index.catalog, model, dim)
     if not len(owners):
         return None
@@ -159,7 +164,7 @@ def find_copies(index, images: list, k: int = 10, min_score: float | None = None
 
     copy = copy_vectors(index)
     model = copy[0] if copy else index.model_id
-    embedder = load_embedder(model)
+    embedder = embedder_of(index, model)
     per_query = [query_vectors(embedder, open_query_image(image, embedder.draft_size)) for image in images]
     wanted, k = k, max(k, 2)  # the second-best is the copy score's background
     if copy is not None:
@@ -250,7 +255,7 @@ def add_models(index, models: str | None, copy_extras: list[str] | None) -> str 
     recorded = list(settings.models)
     others = [canonical_model_id(n) for n in names[1:]]
     for extra_id in others:
-        load_embedder(extra_id)  # refuse a model that can't load before recording it
+        load_embedder(extra_id, settings.runtime)  # refuse a model that can't load before recording it
     wanted = [m for m in others if m != index.model_id and m not in recorded]
     extras = sorted(set(copy_extras or ()))
     if bad := [e for e in extras if e not in EXTRAS]:
