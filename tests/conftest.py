@@ -43,6 +43,15 @@ def sample_folder(tmp_path, sample_folder_template) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def module_model_cache(tmp_path_factory):
+    """A model cache (LOOKALIKE_CACHE) of the test module's own, so each graph is exported once per module."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LOOKALIKE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def efficientnet():
     from lookalike.models.registry import load_embedder

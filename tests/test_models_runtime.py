@@ -15,12 +15,7 @@ def real_photos(photos):
     return images + [im.transpose(0) for im in images] + [im.resize((im.width // 2, im.height // 2)) for im in images]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fresh_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LOOKALIKE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("module_model_cache")  # exports land in a cache of this module's own
 
 
 def _fidelity(embedder, images, runtime):

@@ -13,22 +13,13 @@ TEXTS = ["a teddy bear", "a photo of a cat", "", "ünïcödé and emoji 🐈 tex
 pytestmark = pytest.mark.slow  # each export runs the torch ONNX exporter (≈ 20 s on a busy 2-core machine)
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """One model cache for the module, so the text tower is exported once."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("LOOKALIKE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    patch.undo()
-
-
 def _embed(source, runtime, texts):
     embedder = HuggingFaceEmbedder(str(source), "hf:tiny-clip")
     embedder.requested_runtime = runtime
     return embedder.embed_texts(texts)
 
 
-def test_onnx_text_vectors_match_torch(tiny_clip_dir, cache, monkeypatch):
+def test_onnx_text_vectors_match_torch(tiny_clip_dir, module_model_cache):
     """Padding (mixed lengths), truncation (a 160-word text), empty and non-ASCII texts, batch 1 and 10."""
     reference = _embed(tiny_clip_dir, "torch", TEXTS)
     batched = _embed(tiny_clip_dir, "auto", TEXTS)
@@ -37,7 +28,7 @@ def test_onnx_text_vectors_match_torch(tiny_clip_dir, cache, monkeypatch):
     assert (reference[:4] * single).sum(axis=1).min() >= 0.9999
 
 
-def test_tokenizer_from_the_cache_matches_transformers(tiny_clip_dir, cache, monkeypatch):
+def test_tokenizer_from_the_cache_matches_transformers(tiny_clip_dir, module_model_cache):
     from transformers import AutoTokenizer
 
     embedder = HuggingFaceEmbedder(str(tiny_clip_dir), "hf:tiny-clip")
@@ -52,7 +43,7 @@ def test_tokenizer_from_the_cache_matches_transformers(tiny_clip_dir, cache, mon
     assert max(len(e.ids) for e in ours) == 77
 
 
-def test_image_only_models_refuse_text_with_a_remedy(tiny_dino_dir, cache):
+def test_image_only_models_refuse_text_with_a_remedy(tiny_dino_dir, module_model_cache):
     from lookalike.errors import ModalityError
 
     with pytest.raises(ModalityError, match="--model clip"):
