@@ -214,3 +214,13 @@ def test_a_second_handle_has_its_own_connection(sample_folder):
         assert other.paths(other.embeddings()[0]) == idx.paths(idx.embeddings()[0])
         other.close()
         assert len(idx.images()) == 31  # closing the handle leaves this one open
+
+
+def test_reset_threshold_forgets_the_copy_models_threshold_too(sample_folder):
+    from lookalike.thresholds import COPY, store_calibration
+
+    with lookalike.open(sample_folder, model="phash,sscd-distilled") as idx:
+        store_calibration(idx.catalog, "sscd-distilled" + COPY, 0.3, 20, 0.0)
+        assert idx.threshold().source == "calibrated" and idx.threshold().is_copy_score
+        assert idx.reset_threshold() is True
+        assert idx.threshold().source == "default" and idx.reset_threshold() is False

@@ -95,10 +95,13 @@ class CollectionVerbs:
         return dupes_threshold(self)
 
     def reset_threshold(self) -> bool:
-        """Forget the calibrated near-duplicate threshold (back to the model's default); True if there was one."""
+        """Forget the calibrated thresholds of the main model and of the copy model that `dupes` groups by (back
+        to their defaults); True if there was one."""
+        from lookalike.copyindex import copy_model
         from lookalike.thresholds import reset_calibration
 
-        return reset_calibration(self.catalog, self.model_id)
+        models = dict.fromkeys([self.model_id, copy_model(self) or self.model_id])
+        return any([reset_calibration(self.catalog, model) for model in models])  # a list: reset every one
 
     def recognize(self, images: list[str | os.PathLike], categories: str | os.PathLike,
                   threshold: float | None = None) -> list[Recognition]:
