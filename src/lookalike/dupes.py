@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lookalike.dupes_exact import _mark_exact, _oldest_twin, pixel_hash
+from lookalike.dupes_exact import PixelTwins, mark_exact, oldest_twin, pixel_hash
 from lookalike.dupes_grouping import Groups, candidate_pairs, copy_score_pairs, neighbour_backgrounds
 from lookalike.dupes_images import RunImages
 from lookalike.errors import LookalikeError
@@ -129,9 +129,12 @@ def find_duplicates(
             progress(done, len(pairs), "verifying pairs")
     found = groups.groups()
     details = index.catalog.details(int(ids[p]) for group in found for p in group)
+    position_of = {int(ids[p]): p for group in found for p in group}
+    twins = PixelTwins(index, details, lambda a, b: float(matrix[position_of[a.id]].astype(np.float32)
+                                                          @ matrix[position_of[b.id]].astype(np.float32)))
     result = []
     for number, group in enumerate(found, 1):
-        result.append(_describe(index, ids, matrix, group, details, keep, images, verify))
+        result.append(_describe(index, ids, matrix, group, details, keep, images, verify, twins))
         images.forget()
         if progress is not None:
             progress(number, len(found), "choosing keepers")
@@ -139,7 +142,7 @@ def find_duplicates(
     from lookalike.copyindex import attach_copy_scores
 
     attach_copy_scores(result, ids, matrix, searcher, offsets)
-    _mark_exact(index, result, details)
+    mark_exact(result, twins)
     return sorted(result, key=lambda g: (-len(g.others), g.keeper.relative_path))
 
 
@@ -180,7 +183,8 @@ def _attach_links(index, ids, result: list[DuplicateGroup], refused: list[tuple[
             by_member[id_a].links.append((paths[id_a], paths[id_b], float(score)))
 
 
-def _describe(index, ids, matrix, group, details, keep, images: RunImages, verify: bool) -> DuplicateGroup:
+def _describe(index, ids, matrix, group, details, keep, images: RunImages, verify: bool,
+              twins: PixelTwins) -> DuplicateGroup:
     members, position_of = [], {}
     for position in group:
         found = details[int(ids[position])]
@@ -195,7 +199,7 @@ def _describe(index, ids, matrix, group, details, keep, images: RunImages, verif
         members, keep,
         image_of=(lambda m: images.image(position_of[m.id])) if analyse else None,
         verify_of=(lambda m, n: images.verify(position_of[m.id], position_of[n.id])) if analyse else None)
-    keeper, reason = _oldest_twin(ordered, reason, lambda m: images.image(position_of[m.id]))
+    keeper, reason = oldest_twin(ordered, reason, twins)
     rest = [m for m in ordered if m is not keeper]
     for member in rest:
         score = matrix[position_of[member.id]].astype(np.float32) @ matrix[position_of[keeper.id]].astype(np.float32)

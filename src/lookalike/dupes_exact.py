@@ -2,28 +2,65 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lookalike.errors import ImageError
 
+# Identical pixels give identical vectors; only pairs this close are decoded at full size to compare pixels.
+NEAR_IDENTICAL = 0.99
 
-def _oldest_twin(ordered: list, reason: str, image_of) -> tuple:
+
+class PixelTwins:
+    """Whether two members have the very same decoded pixels. Byte-identical files (same content hash) are twins
+    without decoding; otherwise only same-size members whose vectors are near-identical (`similarity` ≥ 0.99)
+    are decoded, once each, and their pixel MD5 is stored in the catalog (`store`) for the next run."""
+
+    def __init__(self, index, details, similarity: Callable[[object, object], float]) -> None:
+        self.index, self.details, self.similarity = index, details, similarity
+        self.new_hashes: dict[int, str | None] = {}
+
+    def same_pixels(self, a, b) -> bool:
+        if (a.width, a.height) != (b.width, b.height):
+            return False
+        if self.details[a.id].content_hash == self.details[b.id].content_hash:
+            return True
+        if self.similarity(a, b) < NEAR_IDENTICAL:
+            return False
+        return self._hash(a) is not None and self._hash(a) == self._hash(b)
+
+    def _hash(self, member) -> str | None:
+        stored = self.details[member.id].pixel_hash
+        if stored is None and member.id not in self.new_hashes:
+            self.new_hashes[member.id] = pixel_hash(self.index.read(member.relative_path))
+        return stored or self.new_hashes[member.id]
+
+    def store(self) -> None:
+        found = {i: h for i, h in self.new_hashes.items() if h}
+        if found:
+            self.index.catalog.set_pixel_hashes(found)
+
+
+def oldest_twin(ordered: list, reason: str, twins: PixelTwins) -> tuple:
     """Among files with the keeper's very pixels (copies, metadata edits: their size says nothing about
     quality), keep the oldest, then the one with the shortest path."""
-    from lookalike.compare import pixel_md5
-
     keeper = ordered[0]
-    same_size = [m for m in ordered[1:] if (m.width, m.height) == (keeper.width, keeper.height)]
-    if not same_size or image_of(keeper) is None:
+    same = [keeper, *(m for m in ordered[1:] if twins.same_pixels(m, keeper))]
+    if len(same) == 1:
         return keeper, reason
-    pixels = pixel_md5(image_of(keeper))
-    twins = [keeper, *(m for m in same_size if image_of(m) is not None and pixel_md5(image_of(m)) == pixels)]
-    if len(twins) == 1:
-        return keeper, reason
-    oldest = min(twins, key=lambda m: (m.mtime_ns, m.relative_path.count("/"), len(m.relative_path),
-                                       m.relative_path))
+    oldest = min(same, key=lambda m: (m.mtime_ns, m.relative_path.count("/"), len(m.relative_path),
+                                      m.relative_path))
     if oldest is keeper:
-        return keeper, f"{reason}; the oldest of {len(twins)} files with identical pixels"
+        return keeper, f"{reason}; the oldest of {len(same)} files with identical pixels"
     derived = [part for part in reason.split("; ") if part.startswith("the others include")]
-    return oldest, "; ".join([*derived, f"the oldest of {len(twins)} files with identical pixels"])
+    return oldest, "; ".join([*derived, f"the oldest of {len(same)} files with identical pixels"])
+
+
+def mark_exact(groups: list, twins: PixelTwins) -> None:
+    """Identical decoded pixels = exact duplicate, whatever the metadata."""
+    for group in groups:
+        for member in group.others:
+            member.exact = twins.same_pixels(member, group.keeper)
+    twins.store()
 
 
 def pixel_hash(source) -> str | None:
@@ -35,24 +72,3 @@ def pixel_hash(source) -> str | None:
         return pixel_md5(load_image(source))
     except ImageError:
         return None
-
-
-def _mark_exact(index, groups: list, details) -> None:
-    """Identical decoded pixels = exact duplicate, whatever the metadata. Hashes are computed once and stored."""
-    new_hashes = {}
-
-    def hash_of(member) -> str | None:
-        stored = details[member.id].pixel_hash
-        if stored is None and member.id not in new_hashes:
-            new_hashes[member.id] = pixel_hash(index.read(member.relative_path))
-        return stored or new_hashes[member.id]
-
-    for group in groups:
-        keeper_hash = details[group.keeper.id].content_hash
-        for member in group.others:
-            if details[member.id].content_hash == keeper_hash:  # byte-identical files
-                member.exact = True
-            elif member.score >= 0.99 and (member.width, member.height) == (group.keeper.width, group.keeper.height):
-                member.exact = hash_of(member) is not None and hash_of(member) == hash_of(group.keeper)
-    if new_hashes:
-        index.catalog.set_pixel_hashes({i: h for i, h in new_hashes.items() if h})

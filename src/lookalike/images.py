@@ -185,7 +185,8 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
     """Decode an image to RGB, upright (EXIF orientation), alpha composited on grey, first frame only.
 
     `draft_size` lets the JPEG decoder skip detail that a model resizing to that size would throw away
-    (4-8x faster on phone photos); leave it None where exact pixels matter (hashes, pixel MD5).
+    (4-8x faster on phone photos), and box-filters other formats down to it after decoding (`shrink_for`): both
+    sides stay at least `draft_size`. Leave it None where exact pixels matter (hashes, pixel MD5).
     Raises ImageError with a reason a user can act on.
     """
     _register_heif()
@@ -208,7 +209,8 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
                 image.draft("RGB", (draft_size, draft_size))
             with decode_budget().hold(image.width * image.height):  # after draft: the pixels really decoded
                 image.load()
-                upright = to_rgb(ImageOps.exif_transpose(image))
+                ImageOps.exif_transpose(image, in_place=True)  # in place: no full-size copy when upright already
+                upright = to_rgb(shrink_for(image, draft_size) if draft_size else image)
             turned = (upright.width > upright.height) != (width > height)
             upright.info["original_size"] = (height, width) if turned else (width, height)
             return upright
@@ -224,6 +226,23 @@ def load_image(source: ImageSource, draft_size: int | None = None, pixel_limit: 
         raise ImageTooLargeError(f"too large: over the {limit:,}-pixel limit ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}") from exc
+
+
+# Modes Image.reduce averages correctly (RGBA and LA premultiplied by Pillow); palette images are converted first.
+REDUCIBLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P"})
+
+
+def shrink_for(image: Image.Image, size: int) -> Image.Image:
+    """A box-filtered copy whose sides are still at least `size` (or the image itself when it is not twice that):
+    what JPEG's draft mode does while decoding, for every other format. A model that resizes to `size` sees the
+    same picture, and compositing, conversion and its own resize work on a fraction of the pixels (a 2,000 px
+    clip-art PNG for a 64 px hash: 900 times fewer)."""
+    factor = min(image.width // size, image.height // size)
+    if factor < 2 or image.mode not in REDUCIBLE_MODES:
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    return image.reduce(factor)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

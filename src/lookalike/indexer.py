@@ -20,7 +20,6 @@ from lookalike.errors import ImageError
 from lookalike.images import ScannedFile, load_image
 from lookalike.models.base import Embedder
 from lookalike.models.runtime import runtime_of
-from lookalike.names import to_db
 from lookalike.sources import open_source
 from lookalike.store.catalog import Catalog, NewImage
 
@@ -255,20 +254,23 @@ def _commit_batch(catalog, batch: list[Embedded[ScannedFile]], known, hashes, re
     good = [item for item in batch if item.error is None and item.vector is not None]
     report.embedded += len(good)
     with catalog.transaction() as conn:
-        for item in good:
-            file, vector = item.key, item.vector
-            assert vector is not None
-            catalog.insert(conn, NewImage(file.relpath, file.size, file.mtime_ns, hashes[file],
-                                          item.size[0], item.size[1], vector))
+        ids = catalog.insert_many(conn, [
+            NewImage(item.key.relpath, item.key.size, item.key.mtime_ns, hashes[item.key], item.size[0], item.size[1],
+                     item.vector) for item in good if item.vector is not None])
+        variants: dict[str, list] = {}
+        for image_id, item in zip(ids, good, strict=True):
             if item.variants:  # stored with the image, so no second pass decodes it again
-                from lookalike.store import extra
-
-                [image_id] = conn.execute("SELECT id FROM images WHERE path = ?", (to_db(file.relpath),)).fetchone()
-                extra.write(conn, image_id, item.variants.pop("model"), {"": vector, **item.variants})
-            if file.relpath in known:
+                model = item.variants.pop("model")
+                variants.setdefault(model, []).append((image_id, {"": item.vector, **item.variants}))
+            if item.key.relpath in known:
                 report.updated += 1
             else:
                 report.added += 1
+        if variants:
+            from lookalike.store import extra
+
+            for model, rows in variants.items():
+                extra.write_many(conn, model, rows)
         for item in batch:
             if item.error is not None:
                 catalog.record_skipped(conn, item.key.relpath, item.key.size, item.key.mtime_ns, item.error)

@@ -17,11 +17,15 @@ from lookalike.errors import ModelUnavailableError
 from lookalike.models.base import PreparedImageEmbedder
 
 BITS = 256
-# The PDQ reference downsamples to 512 before hashing; 320 costs 40 % less decode and hash time for the same recall
-# (benchmarks/vs_immaculate.py folder, 392 edited copies within 31 bits of their original: 512 0.587, 384 0.577,
-# 320 0.589; no two different originals within 31 bits either way). At 256 PDQ's own tent filter (window =
-# size / 128) gets too narrow for its 64x64 decimation: hashes drift 18 bits from the full-resolution ones.
-PREPARE_SIZE = 320
+# PDQ's reference downsamples to 512 before hashing; lookalike hashes a 64 px thumbnail (JPEGs decoded at 1/8
+# scale, other formats box-filtered after decoding, then a bilinear resize with antialiasing). PDQ's own tent
+# filter then has nothing left to alias, and hashing costs a twentieth. Measured on the benchmarks/vs_immaculate.py
+# folder (392 edited copies; "found" = within 31 bits of their original in any of the 8 orientations): 512 px
+# 0.587, 320 px 0.589, 256 px 0.538, 128 px 0.566, 64 px 0.594; no two different originals within 31 bits at any
+# size. The price: a hash drifts 16 bits on average (p90 28) from PDQ of the full-resolution image (7 bits at 512
+# and 320 px), so lookalike's hashes are for finding copies among themselves; compare with PDQ lists made by
+# other tools at a looser distance.
+PREPARE_SIZE = 64
 # pdqhash.compute_dihedral's order (checked against hashes of transformed images in tests/test_models_pdq.py):
 # the image, turned 90°, 180°, 270° counter-clockwise, flipped top-bottom, flipped left-right, transposed,
 # transversed. The names are those of `lookalike.copies.DIHEDRAL`.

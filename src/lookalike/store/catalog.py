@@ -195,17 +195,40 @@ class Catalog:
             del matrix
         return ids, generation
 
-    def insert(self, conn: sqlite3.Connection, image: NewImage) -> None:
-        self._replacing(conn, image.path)
-        conn.execute(
+    def insert(self, conn: sqlite3.Connection, image: NewImage) -> int:
+        return self.insert_many(conn, [image])[0]
+
+    def insert_many(self, conn: sqlite3.Connection, images: list[NewImage]) -> list[int]:
+        """Add or replace a batch of images in a few statements (one per image held the GIL-free SQLite calls
+        hostage to the decoding threads: every call waited its turn for the GIL); returns their ids in order."""
+        paths = [to_db(image.path) for image in images]
+        replaced = self._ids_of(conn, paths)
+        if replaced:
+            self._bump_epoch(conn)
+            conn.executemany("DELETE FROM vectors WHERE image_id = ?",  # new content: its other vectors are stale
+                             [(image_id,) for image_id in replaced.values()])
+        now = time.time()
+        conn.executemany(
             "INSERT INTO images (path, size, mtime_ns, content_hash, width, height, vector, indexed_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
             "mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, width = excluded.width, "
             "height = excluded.height, vector = excluded.vector, indexed_at = excluded.indexed_at",
-            (to_db(image.path), image.size, image.mtime_ns, image.content_hash, image.width, image.height,
-             np.asarray(image.vector, VECTOR_DTYPE).tobytes(), time.time()),
+            [(path, image.size, image.mtime_ns, image.content_hash, image.width, image.height,
+              np.asarray(image.vector, VECTOR_DTYPE).tobytes(), now)
+             for path, image in zip(paths, images, strict=True)],
         )
-        conn.execute("DELETE FROM skipped WHERE path = ?", (to_db(image.path),))
+        conn.executemany("DELETE FROM skipped WHERE path = ?", [(path,) for path in paths])
+        ids = self._ids_of(conn, paths)
+        return [ids[path] for path in paths]
+
+    @staticmethod
+    def _ids_of(conn: sqlite3.Connection, paths: list) -> dict:
+        found = {}
+        for start in range(0, len(paths), 500):
+            chunk = paths[start:start + 500]
+            found.update((path, image_id) for image_id, path in conn.execute(
+                f"SELECT id, path FROM images WHERE path IN ({','.join('?' * len(chunk))})", chunk))
+        return found
 
     def copy_row(self, conn: sqlite3.Connection, source_id: int, path: str, size: int, mtime_ns: int) -> None:
         """A file whose content is already indexed under another path: reuse that vector."""

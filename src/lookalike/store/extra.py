@@ -24,11 +24,16 @@ def missing(catalog: Catalog, model: str) -> list[tuple[int, str]]:
 
 def write(conn: sqlite3.Connection, image_id: int, model: str, vectors: dict[str, np.ndarray]) -> None:
     """Store an image's vectors under `model` (kind '' last, so it marks the image as done)."""
-    kinds = sorted(vectors, key=lambda kind: kind == "")
+    write_many(conn, model, [(image_id, vectors)])
+
+
+def write_many(conn: sqlite3.Connection, model: str, images: list[tuple[int, dict[str, np.ndarray]]]) -> None:
+    """Store several images' vectors under `model` in one statement."""
     conn.executemany(
         "INSERT INTO vectors (image_id, model, kind, vector) VALUES (?, ?, ?, ?) ON CONFLICT (model, image_id, kind) "
         "DO UPDATE SET vector = excluded.vector",
-        [(image_id, model, kind, np.asarray(vectors[kind], VECTOR_DTYPE).tobytes()) for kind in kinds])
+        [(image_id, model, kind, np.asarray(vectors[kind], VECTOR_DTYPE).tobytes())
+         for image_id, vectors in images for kind in sorted(vectors, key=lambda kind: kind == "")])
 
 
 def load(catalog: Catalog, model: str, dim: int, kinds: str = "all") -> tuple[np.ndarray, list[str], np.ndarray]:
