@@ -100,3 +100,24 @@ def test_copy_lookup_tells_a_tile_from_its_siblings_through_crops_and_screenshot
     for result, wanted in zip(found, ("tile4.jpg", "tile1.jpg", "tile2.jpg"), strict=True):
         assert result.matches[0].relative_path == wanted
         assert result.matches[0].copy_score > result.matches[1].copy_score + 0.1
+
+
+def test_hash_vectors_are_searched_as_bits_with_the_float_answers():
+    from lookalike.copyindex import CopyVectors
+
+    rng = np.random.default_rng(0)
+    hashes = np.where(rng.random((300, 256)) > 0.5, 1.0, -1.0) / 16
+    near = hashes[:5] * np.where(np.arange(256) < 12, -1.0, 1.0)  # 12 bits flipped: cosine 1 - 24/256
+    matrix = np.concatenate([hashes, near]).astype(np.float16)
+    owners = np.concatenate([np.arange(300), np.arange(5)])  # a second variant for the first five images
+    searcher = CopyVectors(owners, matrix, generation=0)
+    assert searcher.codes is not None
+    found = searcher.search(near.astype(np.float32), k=3)
+    assert found.ids[:, 0].tolist() == [0, 1, 2, 3, 4] and np.allclose(found.scores[:, 0], 1.0)
+    expected = np.sort((near @ hashes.T).astype(np.float32), axis=1)[:, ::-1][:, :3]
+    assert np.allclose(np.sort(found.scores, axis=1)[:, ::-1][:, 1:], expected[:, 1:], atol=1e-6)
+    blurred = (hashes[:2] + hashes[2:4]) / 2  # not a hash: answered by a float product, the same way
+    as_floats = searcher.search(blurred.astype(np.float32), k=2)
+    assert set(as_floats.ids[0]) == {0, 2} and np.allclose(as_floats.scores[0], 0.5, atol=0.1)
+    floats = CopyVectors(owners, (matrix + 0.01).astype(np.float16), generation=0)
+    assert floats.codes is None
