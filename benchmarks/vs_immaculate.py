@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--lookalike", default="pdq,sscd-distilled,sscd-distilled+dihedral")
     parser.add_argument("--keep", default=METADATA_KEEP, help="lookalike's keep rules (e.g. original,resolution)")
     parser.add_argument("--baseline-src", help="also run lookalike with this src folder (e.g. the main branch's)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every run; medians are reported")
     parser.add_argument("--no-sweep", action="store_true", help="skip the untimed threshold sweep at the end")
     args = parser.parse_args()
     origin_file = args.out / "origin.json"
@@ -121,26 +122,40 @@ def main() -> None:
         origin_file.write_text(json.dumps(build_folder(args.out, photo_sources(args.out / "photos"), args.clipart)))
     origin = json.loads(origin_file.read_text())
     folder = str(args.out / "folder")
-    print(f"load average {os.getloadavg()[0]:.2f}; lookalike keep rules {args.keep}")
+    print(f"load average {os.getloadavg()[0]:.2f}; lookalike keep rules {args.keep}; {args.repeat} rounds, "
+          "medians (each round runs every job once, in turn, so both tools see the same load)")
     print(f"{len(origin)} files, {sum('-' in n for n in origin)} copies, {sum(not v for v in origin.values())} "
           "clip-art\n\n| tool | method | img/s | img per CPU s | peak RSS MiB | recall (copy, original) "
-          "| precision photo pairs | load after |\n|---|---|---|---|---|---|---|---|")
+          "| precision photo pairs | img/s per round |\n|---|---|---|---|---|---|---|---|")
     immaculate = [("Immaculate", m, [args.immaculate_python, "-c", IMMACULATE, folder, m], {})
                   for m in args.immaculate.split(",") if m]
     paired = itertools.zip_longest(immaculate, lookalike_runs(args, folder), fillvalue=[])
     runs = [job for theirs, ours in paired for job in ([theirs] if theirs else []) + ours]
-    for tool, method, command, env in runs:  # each tool's run beside the other's: both see the same load
-        groups, seconds, rss, cpu = run(command, args.keep, env)
-        recall, precision = score(groups, origin)
-        print(f"| {tool} | {method} | {len(origin) / seconds:.1f} | {len(origin) / cpu:.1f} | {rss:.0f} "
-              f"| {recall:.3f} | {precision:.2f} | "
-              f"{os.getloadavg()[0]:.1f} |", flush=True)
+    rounds: dict[int, list] = {number: [] for number in range(len(runs))}
+    for _ in range(args.repeat):
+        for number, (_tool, _method, command, env) in enumerate(runs):
+            forget_index(command)
+            rounds[number].append(run(command, args.keep, env))
+    for number, (tool, method, _command, _env) in enumerate(runs):
+        results = rounds[number]
+        rates = [len(origin) / seconds for _, seconds, _, _ in results]
+        recall, precision = score(results[-1][0], origin)
+        print(f"| {tool} | {method} | {np.median(rates):.1f} | {np.median([len(origin) / r[3] for r in results]):.1f} "
+              f"| {max(r[2] for r in results):.0f} | {recall:.3f} | {precision:.2f} | "
+              f"{', '.join(f'{rate:.0f}' for rate in rates)} |", flush=True)
+    median_rate = {number: float(np.median([len(origin) / r[1] for r in rounds[number]])) for number in rounds}
+    for number, (tool, method, _, _) in enumerate(runs):
+        theirs = [n for n, job in enumerate(runs) if job[0] == "Immaculate"
+                  and job[1] == method.split("+")[0].replace("-", "_")]
+        if tool != "Immaculate" and theirs:
+            print(f"{tool} {method} ÷ Immaculate {runs[theirs[0]][1]}: "
+                  f"{median_rate[number] / median_rate[theirs[0]]:.2f}× its images/s")
     if not args.no_sweep:
         sweep(args, origin)
 
 
 def lookalike_runs(args, folder: str) -> list[list[tuple[str, str, list[str], dict[str, str]]]]:
-    """Per method: a cold run (its index deleted first), and the same with --baseline-src right after it."""
+    """Per method: lookalike's run, and the same with --baseline-src right after it."""
     per_method = []
     for method in [m for m in args.lookalike.split(",") if m]:
         runs: list = []
@@ -150,12 +165,19 @@ def lookalike_runs(args, folder: str) -> list[list[tuple[str, str, list[str], di
             if tool != "lookalike" and not src:
                 continue
             db = args.out / f"index-{method}{'-baseline' if src else ''}.db"
-            for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-                stale.unlink(missing_ok=True)
-            shutil.rmtree(db.parent / f"{db.stem}.cache", ignore_errors=True)  # a cold start: no search cache
             runs.append((tool, method, [sys.executable, "-c", LOOKALIKE, folder, model, str(db), *extras],
                          {"PYTHONPATH": src} if src else {}))
     return per_method
+
+
+def forget_index(command: list[str]) -> None:
+    """A cold start for lookalike's runs: its index and search cache deleted first."""
+    if command[1] != "-c" or command[2] != LOOKALIKE:
+        return
+    db = Path(command[5])
+    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(db.parent / f"{db.stem}.cache", ignore_errors=True)
 
 
 def sweep(args, origin: dict[str, str]) -> None:

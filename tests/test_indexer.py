@@ -156,3 +156,44 @@ def test_the_bad_input_corpus_crashes_nothing(catalog, tmp_path, photos, efficie
     assert "regular file" in reasons["bad/pipe.jpg"] and reasons["links/dangling.jpg"] == "broken symlink"
     again = update_index(catalog, tmp_path / "corpus", efficientnet)
     assert again.unchanged == len(corpus.good) and again.embedded == 0 and set(dict(again.skipped)) == corpus.bad
+
+
+def test_an_embedder_that_takes_concurrent_calls_gets_them_and_every_vector_lands_on_its_image(
+        catalog, sample_folder, efficientnet):
+    import threading
+    import time
+
+    from lookalike.indexer import embed_files
+
+    class SideBySide:
+        """efficientnet-lite0 taking two calls at once, each held a moment so that they overlap."""
+
+        concurrent_calls = 2
+
+        def __init__(self) -> None:
+            self.running, self.most, self.lock = 0, 0, threading.Lock()
+
+        def __getattr__(self, name):
+            return getattr(efficientnet, name)
+
+        def embed_prepared(self, batch):
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            time.sleep(0.05)
+            try:
+                return efficientnet.embed_prepared(batch)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+    side_by_side = SideBySide()
+    update_index(catalog, sample_folder, side_by_side, batch_size=2)
+    assert side_by_side.most == 2
+    stored = _vectors_by_path(catalog)
+    files = sorted(path for path in sample_folder.rglob("*") if path.is_file())
+    alone = {path.relative_to(sample_folder).as_posix(): vector for path, vector, _ in
+             embed_files(files, efficientnet, batch_size=2) if vector is not None}
+    assert stored.keys() == alone.keys()
+    for name, vector in alone.items():
+        assert float(np.dot(stored[name], vector)) > 0.999, name

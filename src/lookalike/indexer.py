@@ -66,6 +66,10 @@ class Prepared(Generic[Item]):
     error: str | None = None
 
 
+# Prepared (decoded, resized) images held at once, in batches: those being embedded and those waiting.
+PREPARED_BATCHES = 4
+
+
 def default_workers() -> int:
     return min(8, (os.cpu_count() or 2) + 2)
 
@@ -196,18 +200,35 @@ def prepare_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, b
         except Exception as exc:  # a decoder bug on one odd file must not end the run
             return Prepared(item, error=f"could not decode: {type(exc).__name__}: {exc}")
 
-    return _batches(_bounded_map(pool, prepare, items, window=4 * batch_size), batch_size)
+    window = max(1, PREPARED_BATCHES - concurrent_calls(embedder)) * batch_size
+    return _batches(_bounded_map(pool, prepare, items, window=window), batch_size)
+
+
+def concurrent_calls(embedder) -> int:
+    """How many model calls the embedder takes at once: 1, or more for one that runs each call on one core
+    (lookalike.models.sscd: two single-threaded calls side by side did 16 % more images/s than one call on
+    both cores, whose threads wait on each other and on the decoding threads)."""
+    return max(1, int(getattr(embedder, "concurrent_calls", 1)))
 
 
 def embedded_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, batch_size: int,
                      path_of: Callable = lambda item: item) -> Iterator[list[Embedded]]:
-    """Threads decode the next batch while the model embeds this one."""
-    for batch in prepare_batches(pool, items, embedder, batch_size, path_of):
+    """Threads decode the next batches while the model embeds this one (or several, `concurrent_calls`)."""
+    variants = getattr(embedder, "prepared_variants", lambda array: None)
+
+    def embed(batch: list[Prepared]) -> list[Embedded]:
         arrays = [item.array for item in batch if item.error is None and item.array is not None]
         vectors = iter(embedder.embed_prepared(stack_prepared(arrays)) if arrays else [])
-        variants = getattr(embedder, "prepared_variants", lambda array: None)
-        yield [Embedded(item.key, None, error=item.error) if item.error else
-               Embedded(item.key, next(vectors), item.size, variants=variants(item.array)) for item in batch]
+        return [Embedded(item.key, None, error=item.error) if item.error else
+                Embedded(item.key, next(vectors), item.size, variants=variants(item.array)) for item in batch]
+
+    batches = prepare_batches(pool, items, embedder, batch_size, path_of)
+    calls = concurrent_calls(embedder)
+    if calls == 1:
+        yield from map(embed, batches)
+        return
+    with ThreadPoolExecutor(calls, thread_name_prefix="lookalike-model") as model_calls:
+        yield from _bounded_map(model_calls, embed, batches, window=calls)
 
 
 def stack_prepared(arrays: list[np.ndarray]):
