@@ -149,7 +149,9 @@ def warm_up(index: Index) -> None:
     batches under load would otherwise make it re-open then."""
     from PIL import Image
 
+    from lookalike.memory import return_large_buffers_to_the_os
     from lookalike.models.runtime import PREPACK_FROM
 
+    return_large_buffers_to_the_os()  # uploads decode in several threads: their buffers go back after each
     index.embedder.embed_images([Image.new("RGB", (64, 64), "grey")] * PREPACK_FROM)
     index.vectors()
