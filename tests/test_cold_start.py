@@ -55,11 +55,13 @@ def indexed(tmp_path_factory, tiny_clip_dir, sample_folder_template):
 @pytest.mark.slow  # the fixture exports with the torch ONNX exporter, then several CLI processes run
 def test_cold_image_search_imports_neither_torch_nor_transformers(indexed):
     folder, env = indexed
-    [result], modules = _cli(["search", "chelsea.png", "--json", "--top", "3"], folder, env)
+    [result], modules = _cli(["search", "chelsea.png", "--json", "--top", "5"], folder, env)
     assert not modules & set(HEAVY), modules & set(HEAVY)
     assert {"onnxruntime", "numpy", "PIL", "faiss"} <= modules
-    top = result["results"][0]
-    assert top["relative_path"] == "chelsea.png" and top["score"] > 0.999
+    # The image ties with its re-save and its one-pixel edit (one picture at the model's 224 px), and the tiny
+    # random test model puts the half-size copy level with them: the image is among the best, at ~1.0.
+    scores = {hit["relative_path"]: hit["score"] for hit in result["results"]}
+    assert scores["chelsea.png"] > 0.999 and scores["edited/chelsea_resaved.png"] > 0.999
 
 
 @pytest.mark.slow
