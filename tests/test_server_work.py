@@ -2,6 +2,7 @@
 equal single-image embeddings; jobs run in the background with a status to poll."""
 
 import asyncio
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -167,3 +168,22 @@ def test_a_failing_batch_tells_every_caller():
             future.result(10)
     assert batcher.submit(np.zeros(3, np.float32)).exception(10) is not None  # the model thread lives on
     batcher.shutdown()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_pool_threads_run_nicer_than_the_event_loop_thread():
+    import os
+
+    from lookalike.server.work import BACKGROUND_NICENESS
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    loop_thread = niceness()
+    pool = WorkerPool(workers=1)
+    try:
+        worker = asyncio.run(pool.run(niceness))
+    finally:
+        pool.shutdown()
+    assert worker == min(19, loop_thread + BACKGROUND_NICENESS)
+    assert niceness() == loop_thread

@@ -11,8 +11,10 @@ polls their progress.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -68,6 +70,21 @@ MAX_BATCH = 4  # inputs per model call at most
 MODEL_STREAMS = 1  # model calls that may run side by side
 
 
+# Worker, model and job threads run at a lower priority than the event loop (on Linux nice is per thread): the
+# loop only parses requests and answers, so under 50 upload clients it gets a core as soon as it has work.
+BACKGROUND_NICENESS = 5
+
+
+def lower_thread_priority(niceness: int = BACKGROUND_NICENESS) -> None:
+    """Make the calling thread (and threads it starts) `niceness` steps nicer; Linux only, where a thread id
+    names one thread (elsewhere setpriority would take the whole process down with it)."""
+    if not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    with contextlib.suppress(OSError):  # a sandbox may forbid it: the server still works, at equal priority
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + niceness))
+
+
 def default_workers() -> int:
     """Two per core: decoding releases the GIL, and all of them may wait in one model batch (MAX_BATCH). Four
     more workers (for more waiting rows) let more decodes run at once and slowed /api/health under 50 upload
@@ -81,7 +98,8 @@ class WorkerPool:
 
     def __init__(self, workers: int | None = None, queue: int = 64) -> None:
         self.workers = workers or default_workers()
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="lookalike-work")
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="lookalike-work",
+                                            initializer=lower_thread_priority)
         self._slots = threading.BoundedSemaphore(self.workers + queue)
 
     async def run(self, function: Callable, *args):
@@ -125,6 +143,7 @@ class ModelBatcher:
         return future
 
     def _serve(self) -> None:
+        lower_thread_priority()
         while True:
             waiting = [self._queue.get()]
             while len(waiting) < self.max_batch:
@@ -211,7 +230,7 @@ class Jobs:
     """Background jobs, one at a time (they are CPU-bound), the last `keep` remembered."""
 
     def __init__(self, keep: int = 20, queue: int = 4) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lookalike-job")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lookalike-job", initializer=lower_thread_priority)
         self._jobs: dict[str, Job] = {}
         self._keep, self._queue = keep, queue
         self._lock = threading.Lock()
