@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from lookalike.errors import ImageError
 
@@ -17,7 +18,7 @@ class PixelTwins:
     without decoding; otherwise only same-size members whose vectors are near-identical (`similarity` ≥ 0.999)
     are decoded, once each, and their pixel MD5 is stored in the catalog (`store`) for the next run."""
 
-    def __init__(self, index, details, similarity: Callable[[object, object], float]) -> None:
+    def __init__(self, index, details, similarity: Callable[[Any, Any], float]) -> None:
         self.index, self.details, self.similarity = index, details, similarity
         self.new_hashes: dict[int, str | None] = {}
 

@@ -247,7 +247,7 @@ def embed_files(items: Iterable[Item], embedder: Embedder, batch_size: int = 32,
             yield from ((e.key, e.vector, e.error) for e in batch)
 
 
-def _bounded_map(pool: ThreadPoolExecutor, function, items: list, window: int) -> Iterator:
+def _bounded_map(pool: ThreadPoolExecutor, function, items: Iterable, window: int) -> Iterator:
     """Like pool.map, in order, but with at most `window` results in flight: memory stays flat at 1M images."""
     pending: deque = deque()
     for item in items:

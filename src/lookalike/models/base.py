@@ -86,11 +86,11 @@ class Preprocess:
         # reducing_gap: a cheap box pre-shrink for big photos, then the proper filter; visually identical.
         image = image.resize((self.crop[1], self.crop[0]), self.resample, box=box, reducing_gap=3.0)
         channels = np.asarray(image).transpose(2, 0, 1)
-        scale, offset = self._scale_offset
+        gain, shift = self._scale_offset
         normalised = np.empty(channels.shape, np.float32)
         for channel in range(3):  # in place, one channel at a time: 6x faster than a lookup table (0.18 ms)
-            np.multiply(channels[channel], scale[channel], out=normalised[channel], casting="unsafe")
-            normalised[channel] += offset[channel]
+            np.multiply(channels[channel], gain[channel], out=normalised[channel], casting="unsafe")
+            normalised[channel] += shift[channel]
         return normalised
 
     @cached_property

@@ -223,7 +223,7 @@ class Catalog:
 
     @staticmethod
     def _ids_of(conn: sqlite3.Connection, paths: list) -> dict:
-        found = {}
+        found: dict[str, int] = {}
         for start in range(0, len(paths), 500):
             chunk = paths[start:start + 500]
             found.update((path, image_id) for image_id, path in conn.execute(
