@@ -184,3 +184,16 @@ def test_verify_survives_1x1_and_1xn_images(tmp_path, photos):
     assert not [m for m in members if m.relative_path in odd and m.verified]  # nothing to match: never "verified"
     assert verify_images(odd["dot_red.png"], odd["dot_red.png"]).verified is False
     assert verify_images(odd["strip_tall.png"], photos["chelsea"]).matches == 0
+
+
+def test_dupes_with_file_fact_keep_rules_never_imports_opencv(indexed):
+    import subprocess
+    import sys
+
+    script = ("import sys, lookalike; from lookalike.dupes import find_duplicates; "
+              "index = lookalike.Index.open(db=sys.argv[1], create=False); "
+              "groups = find_duplicates(index, keep=['resolution', 'size']); "
+              "print(len(groups), 'cv2' in sys.modules)")
+    found = subprocess.run([sys.executable, "-c", script, str(indexed.catalog.db_file)], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert int(found[0]) >= 1 and found[1] == "False"

@@ -6,6 +6,8 @@ what `--verify` already computed.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from lookalike.errors import ImageError
@@ -15,13 +17,24 @@ class RunImages:
     """Decoded images, local features and verifications of one run, by position in the vector matrix."""
 
     def __init__(self, index, ids: np.ndarray) -> None:
-        from lookalike.verify import FeatureCache, available
-
-        self.index, self.ids, self.cache = index, ids, FeatureCache()
-        self.enabled = available()
+        self.index, self.ids = index, ids
         self.paths = index.catalog.paths_for(ids.tolist())
         self._decoded: dict[int, object] = {}
         self._checks: dict[tuple[int, int], object] = {}
+
+    @cached_property
+    def enabled(self) -> bool:
+        """Whether local features can be used (OpenCV installed); asked only by runs that verify or analyse, so
+        the others never import OpenCV (≈ 0.1 s and 20 MB)."""
+        from lookalike.verify import available
+
+        return available()
+
+    @cached_property
+    def cache(self):
+        from lookalike.verify import FeatureCache
+
+        return FeatureCache()
 
     def image(self, position: int):
         from lookalike.images import load_image
