@@ -146,3 +146,21 @@ def best_per_image(owner_ids: np.ndarray, scores: np.ndarray, ids: np.ndarray, k
         out_ids[row, :len(keep)] = owners[keep]
         out_scores[row, :len(keep)] = values[keep]
     return out_ids, out_scores
+
+
+def sign_bits(matrix: np.ndarray) -> np.ndarray | None:
+    """The packed signs of vectors whose every value is ±1/√dim (float16 storage rounds it), else None."""
+    magnitude = 1 / np.sqrt(matrix.shape[1])
+    for start in range(0, len(matrix), 65_536):  # chunks: a float matrix fails on its first rows, cheaply
+        chunk = np.abs(np.asarray(matrix[start:start + 65_536], np.float32))
+        if not np.allclose(chunk, magnitude, rtol=1e-3, atol=0):
+            return None
+    return np.packbits(np.asarray(matrix) > 0, axis=1)
+
+
+def float_search_bits(codes: np.ndarray, dim: int, queries: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inner products of float queries with stored bit vectors (rare: queries that are not hashes)."""
+    stored = (np.unpackbits(codes, axis=1)[:, :dim].astype(np.float32) * 2 - 1) / np.sqrt(dim)
+    scores = queries @ stored.T
+    positions = np.argsort(-scores, axis=1)[:, :wanted]
+    return np.take_along_axis(scores, positions, axis=1), positions

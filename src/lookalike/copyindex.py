@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike.copies import QUERY_KINDS, best_per_image, extra_kinds, variant_images, variant_vectors
+from lookalike.copies import (
+    QUERY_KINDS,
+    best_per_image,
+    extra_kinds,
+    float_search_bits,
+    sign_bits,
+    variant_images,
+    variant_vectors,
+)
 from lookalike.errors import ImageError, IndexUnusableError
 from lookalike.images import load_image
 from lookalike.models.registry import COPY_THRESHOLDS, canonical_model_id, load_embedder
@@ -102,7 +110,7 @@ class CopyVectors:
         self.variants = max(1, int(np.bincount(owners).max())) if len(owners) else 1
         self.dim = matrix.shape[1]
         # Hashes (PDQ: ±1/16 per bit) are searched as bits: popcount instead of a float matrix product.
-        self.codes = _sign_bits(matrix) if self.dim % 8 == 0 and len(matrix) else None
+        self.codes = sign_bits(matrix) if self.dim % 8 == 0 and len(matrix) else None
         if self.codes is not None:
             self.faiss = faiss.IndexBinaryFlat(self.dim)
             self.faiss.add(self.codes)
@@ -115,12 +123,12 @@ class CopyVectors:
                ) -> CopyNeighbours:
         wanted = min(len(self.owners), k * self.variants + self.variants)
         queries = np.asarray(queries, np.float32)
-        query_bits = _sign_bits(queries) if self.codes is not None else None
+        query_bits = sign_bits(queries) if self.codes is not None else None
         if query_bits is not None:
             bits, positions = self.faiss.search(query_bits, wanted)
             scores = (1 - 2 * bits / self.dim).astype(np.float32)  # cosine of ±1/√dim vectors
         elif self.codes is not None:  # not a hash (e.g. a mean of hashes): compare as floats
-            scores, positions = _float_search(self.codes, self.dim, queries, wanted)
+            scores, positions = float_search_bits(self.codes, self.dim, queries, wanted)
         else:
             scores, positions = self.faiss.search(np.ascontiguousarray(queries), wanted)
         ids, best = best_per_image(self.owners, scores, positions, k)
@@ -138,24 +146,6 @@ class CopyVectors:
                                     np.arange((b - a) * k).reshape(1, -1), k)
             ids[row], scores[row] = merged[0][0], merged[1][0]
         return CopyNeighbours(ids, scores)
-
-
-def _sign_bits(matrix: np.ndarray) -> np.ndarray | None:
-    """The packed signs of vectors whose every value is ±1/√dim (float16 storage rounds it), else None."""
-    magnitude = 1 / np.sqrt(matrix.shape[1])
-    for start in range(0, len(matrix), 65_536):  # chunks: a float matrix fails on its first rows, cheaply
-        chunk = np.abs(np.asarray(matrix[start:start + 65_536], np.float32))
-        if not np.allclose(chunk, magnitude, rtol=1e-3, atol=0):
-            return None
-    return np.packbits(np.asarray(matrix) > 0, axis=1)
-
-
-def _float_search(codes: np.ndarray, dim: int, queries: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inner products of float queries with stored bit vectors (rare: queries that are not hashes)."""
-    stored = (np.unpackbits(codes, axis=1)[:, :dim].astype(np.float32) * 2 - 1) / np.sqrt(dim)
-    scores = queries @ stored.T
-    positions = np.argsort(-scores, axis=1)[:, :wanted]
-    return np.take_along_axis(scores, positions, axis=1), positions
 
 
 def copy_vectors(index) -> tuple[str, np.ndarray, np.ndarray, CopyVectors] | None:

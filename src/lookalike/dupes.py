@@ -129,9 +129,7 @@ def find_duplicates(
             progress(done, len(pairs), "verifying pairs")
     found = groups.groups()
     details = index.catalog.details(int(ids[p]) for group in found for p in group)
-    position_of = {int(ids[p]): p for group in found for p in group}
-    twins = PixelTwins(index, details, lambda a, b: float(matrix[position_of[a.id]].astype(np.float32)
-                                                          @ matrix[position_of[b.id]].astype(np.float32)))
+    twins = _pixel_twins(index, ids, matrix, found, details)
     result = []
     for number, group in enumerate(found, 1):
         result.append(_describe(index, ids, matrix, group, details, keep, images, verify, twins))
@@ -144,6 +142,12 @@ def find_duplicates(
     attach_copy_scores(result, ids, matrix, searcher, offsets)
     mark_exact(result, twins)
     return sorted(result, key=lambda g: (-len(g.others), g.keeper.relative_path))
+
+
+def _pixel_twins(index, ids, matrix, found: list, details) -> PixelTwins:
+    position_of = {int(ids[p]): p for group in found for p in group}
+    return PixelTwins(index, details, lambda a, b: float(matrix[position_of[a.id]].astype(np.float32)
+                                                         @ matrix[position_of[b.id]].astype(np.float32)))
 
 
 def _copy_mode(index, model_id: str, threshold, copy_threshold) -> float | None:

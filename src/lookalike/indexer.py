@@ -289,11 +289,10 @@ def _commit_batch(catalog, batch: list[Embedded[ScannedFile]], known, hashes, re
                 report.updated += 1
             else:
                 report.added += 1
-        if variants:
-            from lookalike.store import extra
+        from lookalike.store import extra
 
-            for model, rows in variants.items():
-                extra.write_many(conn, model, rows)
+        for model, rows in variants.items():
+            extra.write_many(conn, model, rows)
         for item in batch:
             if item.error is not None:
                 catalog.record_skipped(conn, item.key.relpath, item.key.size, item.key.mtime_ns, item.error)
