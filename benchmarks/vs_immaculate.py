@@ -5,7 +5,8 @@ copies of them (crops, turns, mirror images, screenshots, resizes, re-encodes, o
 (openclipart-png). Each tool runs in its own child process from a cold start: index + duplicate groups. Reported:
 images/s (files / wall time), peak RSS of the child (wait4), recall of (copy, original) pairs (both in one
 group), and precision on photo pairs (pairs in a group that involve no clip-art: true when both come from the
-same original).
+same original). Every job runs `--repeat` times (default 3), in rounds, each round running every job once in
+turn; the tables give medians (peak RSS: the largest) and lookalike's ratio to Immaculate's images/s.
 
 Immaculate needs Python 3.12:
     ~/.pyenv/versions/3.12.1/bin/python -m venv /tmp/imm && /tmp/imm/bin/pip install "immaculate[sscd]"
