@@ -132,7 +132,7 @@ def find_duplicates(
     twins = _pixel_twins(index, ids, matrix, found, details)
     result = []
     for number, group in enumerate(found, 1):
-        result.append(_describe(index, ids, matrix, group, details, keep, images, verify, twins))
+        result.append(_describe(index, ids, group, details, keep, images, verify, twins))
         images.forget()
         if progress is not None:
             progress(number, len(found), "choosing keepers")
@@ -187,7 +187,7 @@ def _attach_links(index, ids, result: list[DuplicateGroup], refused: list[tuple[
             by_member[id_a].links.append((paths[id_a], paths[id_b], float(score)))
 
 
-def _describe(index, ids, matrix, group, details, keep, images: RunImages, verify: bool,
+def _describe(index, ids, group, details, keep, images: RunImages, verify: bool,
               twins: PixelTwins) -> DuplicateGroup:
     members, position_of = [], {}
     for position in group:
@@ -206,8 +206,7 @@ def _describe(index, ids, matrix, group, details, keep, images: RunImages, verif
     keeper, reason = oldest_twin(ordered, reason, twins)
     rest = [m for m in ordered if m is not keeper]
     for member in rest:
-        score = matrix[position_of[member.id]].astype(np.float32) @ matrix[position_of[keeper.id]].astype(np.float32)
-        member.score = float(np.clip(score, -1.0, 1.0))
+        member.score = float(np.clip(twins.similarity(member, keeper), -1.0, 1.0))
         if verify or analyse:
             check = images.verify(position_of[member.id], position_of[keeper.id])
             member.verified = check.verified if verify else None
