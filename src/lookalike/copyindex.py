@@ -81,11 +81,11 @@ def fill(index, model_id: str, progress=None, workers: int = 4) -> int:
         for start in range(0, len(todo), CHUNK):
             decoded = [(i, im) for i, im in pool.map(decode, todo[start:start + CHUNK]) if im is not None]
             found = [variant_vectors(embedder, image, wanted) if wanted else {} for _, image in decoded]
+            rows = [(image_id, vectors) for (image_id, _), vectors in zip(decoded, found, strict=True)]
             with catalog.transaction() as conn:
-                for (image_id, _), vectors in zip(decoded, found, strict=True):
-                    if main:
-                        vectors[""] = catalog.vector_of(image_id)
-                    extra.write(conn, image_id, model_id, vectors)
+                for image_id, vectors in rows if main else ():
+                    vectors[""] = catalog.vector_of(image_id)
+                extra.write_many(conn, model_id, rows)
                 catalog.bump(conn)
             done += len(decoded)
             if progress:
