@@ -197,3 +197,18 @@ def test_an_embedder_that_takes_concurrent_calls_gets_them_and_every_vector_land
     assert stored.keys() == alone.keys()
     for name, vector in alone.items():
         assert float(np.dot(stored[name], vector)) > 0.999, name
+
+
+def test_only_embedders_holding_large_buffers_have_them_returned_to_the_os(tmp_path, sample_folder, efficientnet,
+                                                                           monkeypatch):
+    pytest.importorskip("pdqhash")
+    from lookalike import indexer
+    from lookalike.models.pdq import PdqEmbedder
+
+    pinned = []
+    monkeypatch.setattr(indexer, "return_large_buffers_to_the_os", lambda: pinned.append(True) or True)
+    files = sorted(path for path in sample_folder.rglob("*.jpg"))[:2]
+    hashed = list(indexer.embed_files(files, PdqEmbedder()))
+    assert pinned == [] and all(vector is not None for _, vector, _ in hashed)
+    embedded = list(indexer.embed_files(files, efficientnet))
+    assert pinned == [True] and all(vector is not None for _, vector, _ in embedded)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from lookalike.copies import DIHEDRAL
-from lookalike.models.pdq import DIHEDRAL_ORDER, cosine_from_hamming, hamming_from_cosine
+from lookalike.models.pdq import DIHEDRAL_ORDER, cosine_from_hamming, dihedral_hashes, hamming_from_cosine
 from lookalike.models.registry import COPY_THRESHOLDS, load_embedder
 
 pytest.importorskip("pdqhash")
@@ -23,6 +23,18 @@ def test_dihedral_hashes_follow_the_documented_order(photos):
         bits = hamming_from_cosine(float(turned @ hashes[position]))
         others = [hamming_from_cosine(float(turned @ h)) for i, h in enumerate(hashes) if i != position]
         assert bits <= 32 < min(others), name
+
+
+def test_dihedral_hashes_are_pdqhash_bits_from_one_dct(photos):
+    import pdqhash
+
+    for name in ("rocket", "coffee", "chelsea", "astronaut"):
+        image = photos[name].copy()
+        image.thumbnail((64, 64))
+        pixels = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+        reference, _quality = pdqhash.compute_dihedral(pixels)
+        expected = np.where(np.asarray(reference, dtype=bool), 1.0, -1.0) / 16
+        assert np.array_equal(dihedral_hashes(pdqhash, pixels), expected.astype(np.float32)), name
 
 
 def test_threshold_is_31_bits_and_resaves_match(photos):

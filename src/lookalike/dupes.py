@@ -24,6 +24,7 @@ from lookalike.dupes_exact import PixelTwins, mark_exact, oldest_twin, pixel_has
 from lookalike.dupes_grouping import Groups, candidate_pairs, copy_score_pairs, neighbour_backgrounds
 from lookalike.dupes_images import RunImages
 from lookalike.errors import LookalikeError
+from lookalike.indexer import default_workers
 from lookalike.keeper import DEFAULT_KEEP, KEEP_RULES, jpeg_quality, metadata_key, order_members
 from lookalike.thresholds import threshold_info
 
@@ -130,6 +131,7 @@ def find_duplicates(
     found = groups.groups()
     details = index.catalog.details(int(ids[p]) for group in found for p in group)
     twins = _pixel_twins(index, ids, matrix, found, details)
+    twins.prefetch(([int(ids[p]) for p in group] for group in found), workers=default_workers())
     result = []
     for number, group in enumerate(found, 1):
         result.append(_describe(index, ids, group, details, keep, images, verify, twins))
@@ -146,8 +148,8 @@ def find_duplicates(
 
 def _pixel_twins(index, ids, matrix, found: list, details) -> PixelTwins:
     position_of = {int(ids[p]): p for group in found for p in group}
-    return PixelTwins(index, details, lambda a, b: float(matrix[position_of[a.id]].astype(np.float32)
-                                                         @ matrix[position_of[b.id]].astype(np.float32)))
+    return PixelTwins(index, details, lambda a, b: float(matrix[position_of[a]].astype(np.float32)
+                                                         @ matrix[position_of[b]].astype(np.float32)))
 
 
 def _copy_mode(index, model_id: str, threshold, copy_threshold) -> float | None:
@@ -206,7 +208,7 @@ def _describe(index, ids, group, details, keep, images: RunImages, verify: bool,
     keeper, reason = oldest_twin(ordered, reason, twins)
     rest = [m for m in ordered if m is not keeper]
     for member in rest:
-        member.score = float(np.clip(twins.similarity(member, keeper), -1.0, 1.0))
+        member.score = float(np.clip(twins.similarity(member.id, keeper.id), -1.0, 1.0))
         if verify or analyse:
             check = images.verify(position_of[member.id], position_of[keeper.id])
             member.verified = check.verified if verify else None

@@ -215,7 +215,8 @@ def concurrent_calls(embedder) -> int:
 def embedded_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, batch_size: int,
                      path_of: Callable = lambda item: item) -> Iterator[list[Embedded]]:
     """Threads decode the next batches while the model embeds this one (or several, `concurrent_calls`)."""
-    return_large_buffers_to_the_os()  # decoded images and activations: peak RSS -15 % (lookalike.memory)
+    if getattr(embedder, "holds_large_buffers", True):
+        return_large_buffers_to_the_os()  # decoded images and activations: peak RSS -15 % (lookalike.memory)
     variants = getattr(embedder, "prepared_variants", lambda array: None)
 
     def embed(batch: list[Prepared]) -> list[Embedded]:

@@ -29,6 +29,7 @@ def hamming_from_cosine(cosine: float) -> float:
 class PerceptualHashEmbedder(PreparedImageEmbedder):
     dim = BITS
     draft_size = 256  # hashes look at a 32x32 thumbnail: decoding full resolution is wasted work
+    holds_large_buffers = False  # a thumbnail per image (see PreparedImageEmbedder)
 
     def __init__(self, kind: str) -> None:
         if kind not in ("phash", "dhash"):
