@@ -8,20 +8,26 @@ Each batch is committed on its own: killing the run loses at most one batch, and
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import numpy as np
 
-from lookalike.errors import ImageError
-from lookalike.images import ScannedFile, load_image
+from lookalike.images import ScannedFile
 from lookalike.memory import return_large_buffers_to_the_os
 from lookalike.models.base import Embedder
 from lookalike.models.runtime import runtime_of
-from lookalike.sources import open_source
+from lookalike.preparing import (
+    Prepared,
+    bounded_map,
+    concurrent_calls,
+    prepare_batches,
+    stack_prepared,
+    worker_processes,
+)
+from lookalike.sources import LocalSource, open_source
 from lookalike.store.catalog import Catalog, NewImage
 
 Item = TypeVar("Item")
@@ -59,18 +65,6 @@ class Embedded(Generic[Item]):
     variants: dict | None = None  # copy variants the model made on the way (PDQ's turns): kind → vector
 
 
-@dataclass
-class Prepared(Generic[Item]):
-    key: Item
-    array: np.ndarray | None = None
-    size: tuple[int, int] = (0, 0)  # original width, height
-    error: str | None = None
-
-
-# Prepared (decoded, resized) images held at once, in batches: those being embedded and those waiting.
-PREPARED_BATCHES = 4
-
-
 def default_workers() -> int:
     return min(8, (os.cpu_count() or 2) + 2)
 
@@ -100,24 +94,20 @@ def update_index(
 
     with ThreadPoolExecutor(workers or default_workers()) as pool:
         hashes = dict(zip(candidates, pool.map(lambda f: _digest_or_reason(source, f), candidates), strict=True))
-        to_embed = _apply_cheap_changes(catalog, known, gone, candidates, hashes, report)
-        total = len(to_embed)
-        if progress:
-            progress(0, total)
-        done = 0
-        batches: Iterable[list[Embedded]] = ()
-        if to_embed:  # a model provider is called only now that something needs the model
-            model = embedder if isinstance(embedder, Embedder) else embedder()
-            if engine is not None:  # e.g. RayEngine: embedding elsewhere, committing here
-                batches = engine(to_embed, source, model.id, runtime_of(model))
-            else:
-                batches = embedded_batches(pool, to_embed, model, batch_size,
+    to_embed = _apply_cheap_changes(catalog, known, gone, candidates, hashes, report)
+    if progress:
+        progress(0, len(to_embed))
+    if to_embed:  # a model provider is called only now that something needs the model
+        model = embedder if isinstance(embedder, Embedder) else embedder()
+        if engine is not None:  # e.g. RayEngine: embedding elsewhere, committing here
+            _commit_all(engine(to_embed, source, model.id, runtime_of(model)), catalog, known, hashes, report,
+                        progress, len(to_embed))
+        else:  # processes first, while this thread is alone (lookalike.preparing.worker_processes)
+            with worker_processes(model, len(to_embed), isinstance(source, LocalSource)) as processes, \
+                    ThreadPoolExecutor(workers or default_workers()) as pool:
+                batches = embedded_batches(processes or pool, to_embed, model, batch_size,
                                            path_of=lambda f: source.image_input(f.relpath))
-        for batch in batches:
-            _commit_batch(catalog, batch, known, hashes, report)
-            done += len(batch)
-            if progress:
-                progress(done, total)
+                _commit_all(batches, catalog, known, hashes, report, progress, len(to_embed))
 
     if gone:
         with catalog.transaction() as conn:
@@ -129,6 +119,16 @@ def update_index(
         with catalog.transaction() as conn:
             catalog.forget_skipped(conn, vanished_skips)
     return report
+
+
+def _commit_all(batches: Iterable[list[Embedded]], catalog, known, hashes, report: UpdateReport,
+                progress: ProgressCallback | None, total: int) -> None:
+    done = 0
+    for batch in batches:
+        _commit_batch(catalog, batch, known, hashes, report)
+        done += len(batch)
+        if progress:
+            progress(done, total)
 
 
 def _changed_files(files: list[ScannedFile], known: dict, skipped_before: dict, report: UpdateReport
@@ -186,35 +186,10 @@ def _apply_cheap_changes(catalog, known, gone, candidates, hashes, report) -> li
     return to_embed
 
 
-def prepare_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, batch_size: int,
-                    path_of: Callable = lambda item: item) -> Iterator[list[Prepared]]:
-    """Decode and preprocess `items` in the pool, in order, `batch_size` at a time, ready for the model."""
-
-    def prepare(item) -> Prepared:
-        try:
-            image = load_image(path_of(item), draft_size=embedder.draft_size)
-            return Prepared(item, embedder.prepare(image), image.info["original_size"])
-        except ImageError as exc:
-            return Prepared(item, error=str(exc))
-        except OSError as exc:  # a remote read that failed after its retries
-            return Prepared(item, error=f"could not read: {exc}")
-        except Exception as exc:  # a decoder bug on one odd file must not end the run
-            return Prepared(item, error=f"could not decode: {type(exc).__name__}: {exc}")
-
-    window = max(1, PREPARED_BATCHES - concurrent_calls(embedder)) * batch_size
-    return _batches(_bounded_map(pool, prepare, items, window=window), batch_size)
-
-
-def concurrent_calls(embedder) -> int:
-    """How many model calls the embedder takes at once: 1, or more for one that runs each call on one core
-    (lookalike.models.sscd: two single-threaded calls side by side did 16 % more images/s than one call on
-    both cores, whose threads wait on each other and on the decoding threads)."""
-    return max(1, int(getattr(embedder, "concurrent_calls", 1)))
-
-
-def embedded_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, batch_size: int,
+def embedded_batches(pool: Executor, items: list, embedder: Embedder, batch_size: int,
                      path_of: Callable = lambda item: item) -> Iterator[list[Embedded]]:
-    """Threads decode the next batches while the model embeds this one (or several, `concurrent_calls`)."""
+    """The pool (threads, or `lookalike.preparing.worker_processes`) decodes the next batches while the model
+    embeds this one (or several, `concurrent_calls`)."""
     if getattr(embedder, "holds_large_buffers", True):
         return_large_buffers_to_the_os()  # decoded images and activations: peak RSS -15 % (lookalike.memory)
     variants = getattr(embedder, "prepared_variants", lambda array: None)
@@ -231,13 +206,7 @@ def embedded_batches(pool: ThreadPoolExecutor, items: list, embedder: Embedder, 
         yield from map(embed, batches)
         return
     with ThreadPoolExecutor(calls, thread_name_prefix="lookalike-model") as model_calls:
-        yield from _bounded_map(model_calls, embed, batches, window=calls)
-
-
-def stack_prepared(arrays: list[np.ndarray]):
-    """One array for the model, or the list itself when shapes differ (SSCD keeps each photo's aspect ratio and
-    batches equal shapes itself)."""
-    return np.stack(arrays) if len({a.shape for a in arrays}) == 1 else arrays
+        yield from bounded_map(model_calls, embed, batches, window=calls)
 
 
 def embed_files(items: Iterable[Item], embedder: Embedder, batch_size: int = 32, workers: int | None = None,
@@ -246,32 +215,6 @@ def embed_files(items: Iterable[Item], embedder: Embedder, batch_size: int = 32,
     with ThreadPoolExecutor(workers or default_workers()) as pool:
         for batch in embedded_batches(pool, list(items), embedder, batch_size, path_of):
             yield from ((e.key, e.vector, e.error) for e in batch)
-
-
-def _bounded_map(pool: ThreadPoolExecutor, function, items: Iterable, window: int) -> Iterator:
-    """Like pool.map, in order, but with at most `window` results in flight: memory stays flat at 1M images."""
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(function, item))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-def _batches(items: Iterator[Prepared], size: int) -> Iterator[list[Prepared]]:
-    """Batches of `size`, after a ramp of smaller ones (8, 16, …): the model starts as soon as the first few
-    images are decoded instead of idling until a full batch is ready (a sixth of the run for 64 photos)."""
-    batch: list[Prepared] = []
-    target = min(size, 8)
-    for item in items:
-        batch.append(item)
-        if len(batch) == target:
-            yield batch
-            batch = []
-            target = min(size, 2 * target)
-    if batch:
-        yield batch
 
 
 def _commit_batch(catalog, batch: list[Embedded[ScannedFile]], known, hashes, report: UpdateReport) -> None:

@@ -88,12 +88,14 @@ def _embedding_progress(disable: bool):
 
     columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
-    with Progress(*columns, console=errors, transient=True, disable=disable) as bar:
+    # Redrawn by each callback, not by Rich's refresh thread: indexing forks its decoding processes only while
+    # no other thread runs (lookalike.preparing.worker_processes).
+    with Progress(*columns, console=errors, transient=True, disable=disable, auto_refresh=False) as bar:
         task = bar.add_task("embed", total=None, rate="")
 
         def progress(done: int, total: int) -> None:
             speed = bar.tasks[0].speed
-            bar.update(task, completed=done, total=total, rate=f"{speed:.1f} files/s" if speed else "")
+            bar.update(task, completed=done, total=total, rate=f"{speed:.1f} files/s" if speed else "", refresh=True)
 
         yield progress
 

@@ -30,6 +30,7 @@ class PerceptualHashEmbedder(PreparedImageEmbedder):
     dim = BITS
     draft_size = 256  # hashes look at a 32x32 thumbnail: decoding full resolution is wasted work
     holds_large_buffers = False  # a thumbnail per image (see PreparedImageEmbedder)
+    prepare_in_processes = True
 
     def __init__(self, kind: str) -> None:
         if kind not in ("phash", "dhash"):

@@ -81,9 +81,13 @@ class PdqEmbedder(PreparedImageEmbedder):
     dim = BITS
     draft_size = PREPARE_SIZE
     holds_large_buffers = False  # a thumbnail per image (see PreparedImageEmbedder)
+    prepare_in_processes = True
 
     def __init__(self) -> None:
         self._pdq = _pdqhash()
+
+    def __reduce__(self):  # to worker processes: a module does not pickle, and a new embedder imports its own
+        return PdqEmbedder, ()
 
     def preprocessing(self) -> dict:
         return {"hash": "pdq", "bits": BITS, "downsample": PREPARE_SIZE}
