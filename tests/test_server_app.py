@@ -48,6 +48,14 @@ def test_upload_finds_the_original_first(client, photos):
     assert response.json()["method"] == "exact"
 
 
+def test_an_indexed_jpeg_uploaded_is_decoded_as_the_indexer_did_and_scores_one(client, indexed_folder):
+    name = "edited/astronaut_jpeg40.jpg"  # 512 px: the indexer decoded it at JPEG's 1/2 draft scale
+    response = client.post("/api/search/image", data={"k": "1"},
+                           files={"file": ("a.jpg", (indexed_folder / name).read_bytes(), "image/jpeg")})
+    first = response.json()["results"][0]
+    assert first["relative_path"] == name and first["score"] > 0.9999
+
+
 @pytest.mark.slow
 def test_copy_lookup_finds_the_original_of_a_mirrored_copy(client, photos):
     mirrored = _jpeg(photos["astronaut"].transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((256, 256)), 70)

@@ -55,10 +55,13 @@ class Context:
         if self._model is not None:
             self._model.batcher.shutdown()
 
-    def decode(self, data: bytes):
+    def decode(self, data: bytes, draft: bool):
+        """An uploaded image; with `draft`, decoded as the indexer decodes for the model (JPEG's draft scale, the
+        box shrink): an indexed file uploaded is its own first hit at 1.0, and decoding and resizing a photo cost
+        a fraction. Verification and `compare` need every pixel."""
         from lookalike.images import load_image
 
-        return load_image(data, pixel_limit=self.pixel_limit)
+        return load_image(data, draft_size=self.model.draft_size if draft else None, pixel_limit=self.pixel_limit)
 
     def search(self, k: int, min_score: float | None, image=None, text: str | None = None,
                verify: bool = False, copies: bool = False) -> dict:
@@ -140,8 +143,8 @@ def search_routes(ctx: Context) -> APIRouter:
         """Search by an uploaded image (optionally mixed with text terms, e.g. '-night'); `verify` puts copies
         proven by local features first, with the region they cover; `copies` looks up originals of a copy."""
         data = await read_upload(file, ctx.upload_limit)
-        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data), text=text,
-                                                       verify=verify, copies=copies))
+        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data, draft=not verify),
+                                                       text=text, verify=verify, copies=copies))
         result["query"] = json_text(file.filename or "upload")
         return result
 
@@ -156,8 +159,8 @@ def search_routes(ctx: Context) -> APIRouter:
         """Search by the image at a URL (http/https, public addresses only); `verify` and `copies` as for an
         upload."""
         data = await fetch(url, ctx.upload_limit, allow_private=ctx.allow_private_urls)
-        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data), verify=verify,
-                                                       copies=copies))
+        result = await ctx.pool.run(lambda: ctx.search(k, min_score, image=ctx.decode(data, draft=not verify),
+                                                       verify=verify, copies=copies))
         result["query"] = url
         return result
 
@@ -176,8 +179,8 @@ def search_routes(ctx: Context) -> APIRouter:
         from lookalike.compare import compare_images
 
         first, second = await read_upload(a, ctx.upload_limit), await read_upload(b, ctx.upload_limit)
-        return await ctx.pool.run(
-            lambda: compare_images(ctx.decode(first), ctx.decode(second), ctx.model).as_dict())
+        return await ctx.pool.run(lambda: compare_images(ctx.decode(first, draft=False),
+                                                         ctx.decode(second, draft=False), ctx.model).as_dict())
 
     @router.post("/api/recognize", response_model=schemas.Recognition)
     async def recognize(file: Annotated[UploadFile, File()],
@@ -236,7 +239,7 @@ def _recognize(ctx: Context, data: bytes, name: str, threshold: float | None) ->
     with ctx.lock:
         if "categories" not in ctx.state:
             ctx.state["categories"] = load_categories(str(ctx.categories), ctx.model)
-    image = ctx.decode(data)
+    image = ctx.decode(data, draft=True)
     vector = ctx.model.embed_images([image])
     return ctx.state["categories"].recognize_vectors(vector, [name], threshold)[0].as_dict()
 
