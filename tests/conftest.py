@@ -19,15 +19,6 @@ from lookalike.models import runtime as _runtimes  # noqa: E402
 from lookalike.models.base import Embedder  # noqa: E402
 from lookalike.samples import sample_photos, write_sample_folder  # noqa: E402
 
-# tqdm's monitor thread (started by the Hugging Face loaders) would outlive its test; indexing forks its decoding
-# processes only while no other thread runs (lookalike.preparing), so tests/test_preparing.py needs it gone.
-try:
-    import tqdm as _tqdm
-
-    _tqdm.tqdm.monitor_interval = 0
-except ImportError:
-    pass
-
 # In-process tests compare numbers against torch fp32; the end-to-end tests (subprocesses) run the default, auto.
 _runtimes.set_default_runtime("torch")
 

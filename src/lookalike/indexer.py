@@ -1,4 +1,5 @@
-"""The incremental indexing pipeline: scan → diff against the catalog → decode in threads → embed in batches.
+"""The incremental indexing pipeline: scan → diff against the catalog → decode in threads (or worker processes,
+`lookalike.preparing`) → embed in batches.
 
 Only new or changed files are embedded. A changed (mtime, size) is confirmed by a content hash, so a
 touched file keeps its vector and a moved, renamed or copied file reuses the vector it already has.
