@@ -1,9 +1,10 @@
 """Images made ready for a model: decoded, shrunk and preprocessed in a pool, in order, a bounded number at once.
 
-The pool is the indexer's threads, or worker processes for a model whose whole cost is decoding (`pdq`: hashing a
-64 px thumbnail takes a tenth of its decode). Pillow and PDQ release Python's lock for their C work, but opening a
-file, parsing its chunks and the glue between the C calls hold it; with hashes that glue is a third of the work,
-so two threads on two cores did the work of 1.4. Processes each have their own lock (`worker_processes`).
+The pool is the indexer's threads, or worker processes for a model whose whole cost is decoding (`pdq`: hashing
+a 64 px thumbnail costs 0.13 ms, its decode 1-3 ms). Pillow releases Python's lock while it decodes and resizes,
+but opening a file, parsing its chunks, PDQ's DCT and the glue between the C calls hold it; with hashes that is a
+third of the work, so two threads on two cores did the work of 1.4. Each process has its own lock
+(`worker_processes`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ Item = TypeVar("Item")
 
 # Prepared (decoded, resized) images held at once, in batches: those being embedded and those waiting.
 PREPARED_BATCHES = 4
-# Fewer files than this are decoded in threads: starting the processes (a Python and its imports each, ≈ 0.2 s
-# of CPU) would cost more than it saves.
+# Fewer files than this are decoded in threads: forking the workers, which then copy the pages they write, and
+# the pipes' round trips would cost more than they save.
 PROCESSES_FROM = 256
 # Files per task sent to a worker process.
 WORKER_CHUNK = 8
