@@ -3,7 +3,8 @@
 The folder: photos and tiles of large photos (plasma-workspace-wallpapers, scikit-image, scikit-learn), edited
 copies of them (crops, turns, mirror images, screenshots, resizes, re-encodes, overlays), and clip-art
 (openclipart-png). Each tool runs in its own child process from a cold start: index + duplicate groups. Reported:
-images/s (files / wall time), peak RSS of the child (wait4), recall of (copy, original) pairs (both in one
+images/s (files / wall time), peak RSS of the child (wait4: its largest process, so for lookalike's hash
+models, which decode in forked workers, the parent's), recall of (copy, original) pairs (both in one
 group), and precision on photo pairs (pairs in a group that involve no clip-art: true when both come from the
 same original). Every job runs `--repeat` times (default 3), in rounds, each round running every job once in
 turn; the tables give medians (peak RSS: the largest) and lookalike's ratio to Immaculate's images/s.
