@@ -122,8 +122,8 @@ class PreparedImageEmbedder:
     # turn every transient full-size decode into fresh pages (pdq on the vs_immaculate folder: 1.7 s of system
     # time instead of 0.8, at the same peak RSS).
     holds_large_buffers: bool = True
-    # Decoding is the whole cost (hashes): many files are prepared in worker processes, each holding a pickled
-    # copy of the embedder (lookalike.preparing.worker_processes).
+    # Decoding is the whole cost (hashes): many files are prepared in forked worker processes, each with the copy
+    # of the embedder it inherits (lookalike.preparing.worker_processes).
     prepare_in_processes: bool = False
 
     def prepare(self, image: Image.Image) -> np.ndarray:

@@ -86,9 +86,6 @@ class PdqEmbedder(PreparedImageEmbedder):
     def __init__(self) -> None:
         self._pdq = _pdqhash()
 
-    def __reduce__(self):  # to worker processes: a module does not pickle, and a new embedder imports its own
-        return PdqEmbedder, ()
-
     def preprocessing(self) -> dict:
         return {"hash": "pdq", "bits": BITS, "downsample": PREPARE_SIZE}
 
