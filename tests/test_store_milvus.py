@@ -94,6 +94,11 @@ def test_cli_with_a_milvus_store(sample_folder, tmp_path):
     assert json.loads(cli("info", "--json", "--db", sample_folder / ".lookalike"))["store"] == store
 
 
+# The package waits 180 s for its server; one CI run on a VM with heavy steal time did not see it start in that
+# time (102 s for both server tests on the same machine later).
+STARTUP_MS = 420_000
+
+
 # -- a real Milvus standalone server (PyPI `milvus` 2.3.5: the server binary, started here on loopback) ---------
 class MilvusStandalone:
     """`milvus-server --data DIR`, restartable on the same port over the same data. Its components advertise
@@ -123,8 +128,9 @@ class MilvusStandalone:
         for part in ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord", "dataNode"):
             config.set(f"{part}.ip", "127.0.0.1")
         config.set("common.session.ttl", 5)  # a restarted server waits out its dead predecessor's sessions
-        self.server = MilvusServer(config)
+        self.server = MilvusServer(config, wait_for_started=False)
         self.server.start()
+        self.server.wait_started(timeout=STARTUP_MS)
         self.port = self.server.listen_port
 
     def kill(self) -> None:
