@@ -35,8 +35,7 @@ class PixelTwins:
         wanted = {image for group in groups for a, b in combinations(group, 2) if self._may_be_twins(a, b)
                   for image in (a, b) if self.details[image].pixel_hash is None and image not in self.new_hashes}
         with ThreadPoolExecutor(workers) as pool:
-            found = pool.map(lambda image: pixel_hash(self.index.read(self.details[image].path)), wanted)
-            self.new_hashes.update(zip(wanted, found, strict=True))
+            list(pool.map(self._hash, wanted))  # each thread stores a different image's hash
 
     def _may_be_twins(self, a: int, b: int) -> bool:
         """Same size, other bytes, near-identical vectors: only pixels can tell."""
